@@ -1,0 +1,113 @@
+"""The TFRecord format written by the converter and read by the input pipeline.
+
+The keys follow the TF-slim/inception `build_imagenet_data.py` records, so tools written for
+those (and the TPU reference models) read ours, and `--label_offset=1` reproduces their 1..1000
+labels. Shards are named `train-00000-of-01024` and `validation-00000-of-00128`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+ENCODED = "image/encoded"
+FORMAT = "image/format"
+LABEL = "image/class/label"
+SYNSET = "image/class/synset"
+TEXT = "image/class/text"
+HEIGHT = "image/height"
+WIDTH = "image/width"
+CHANNELS = "image/channels"
+COLORSPACE = "image/colorspace"
+FILENAME = "image/filename"
+BBOX_XMIN = "image/object/bbox/xmin"
+BBOX_YMIN = "image/object/bbox/ymin"
+BBOX_XMAX = "image/object/bbox/xmax"
+BBOX_YMAX = "image/object/bbox/ymax"
+
+SPLITS = ("train", "validation")
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundingBox:
+    """A box in relative coordinates, clamped to [0, 1]."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+def _bytes(values: list[bytes]) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _ints(values: list[int]) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def _floats(values: list[float]) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def build_example(
+    *,
+    jpeg_bytes: bytes,
+    label: int,
+    synset: str,
+    text: str,
+    height: int,
+    width: int,
+    filename: str,
+    boxes: tuple[BoundingBox, ...] = (),
+) -> bytes:
+    """One serialized `tf.train.Example`; always an RGB JPEG (the converter guarantees it)."""
+    feature = {
+        ENCODED: _bytes([jpeg_bytes]),
+        FORMAT: _bytes([b"JPEG"]),
+        LABEL: _ints([label]),
+        SYNSET: _bytes([synset.encode("utf-8")]),
+        TEXT: _bytes([text.encode("utf-8")]),
+        HEIGHT: _ints([height]),
+        WIDTH: _ints([width]),
+        CHANNELS: _ints([3]),
+        COLORSPACE: _bytes([b"RGB"]),
+        FILENAME: _bytes([filename.encode("utf-8", "surrogateescape")]),
+    }
+    if boxes:
+        feature[BBOX_XMIN] = _floats([box.xmin for box in boxes])
+        feature[BBOX_YMIN] = _floats([box.ymin for box in boxes])
+        feature[BBOX_XMAX] = _floats([box.xmax for box in boxes])
+        feature[BBOX_YMAX] = _floats([box.ymax for box in boxes])
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString()
+
+
+# What the input pipeline needs from a record; `tf.io.parse_single_example` ignores the rest.
+PARSE_SPEC = {
+    ENCODED: tf.io.FixedLenFeature([], tf.string),
+    LABEL: tf.io.FixedLenFeature([], tf.int64),
+}
+
+# Everything, for --verify and for tests.
+FULL_PARSE_SPEC = {
+    ENCODED: tf.io.FixedLenFeature([], tf.string),
+    FORMAT: tf.io.FixedLenFeature([], tf.string),
+    LABEL: tf.io.FixedLenFeature([], tf.int64),
+    SYNSET: tf.io.FixedLenFeature([], tf.string),
+    TEXT: tf.io.FixedLenFeature([], tf.string),
+    HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+    WIDTH: tf.io.FixedLenFeature([], tf.int64),
+    CHANNELS: tf.io.FixedLenFeature([], tf.int64),
+    COLORSPACE: tf.io.FixedLenFeature([], tf.string),
+    FILENAME: tf.io.FixedLenFeature([], tf.string),
+    BBOX_XMIN: tf.io.VarLenFeature(tf.float32),
+    BBOX_YMIN: tf.io.VarLenFeature(tf.float32),
+    BBOX_XMAX: tf.io.VarLenFeature(tf.float32),
+    BBOX_YMAX: tf.io.VarLenFeature(tf.float32),
+}

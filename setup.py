@@ -1,0 +1,38 @@
+"""Installs alexnet_tf: the paper's AlexNet from raw ImageNet to TensorFlow Serving."""
+
+import setuptools
+
+setuptools.setup(
+    name="alexnet_tf",
+    version="0.1.0",
+    description=(
+        "AlexNet (Krizhevsky et al., 2012) in TensorFlow/Keras: ImageNet to TFRecords, "
+        "training under tf.distribute, export for TensorFlow Serving."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["alexnet_tf", "alexnet_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.21",
+        "keras>=3.15",
+        "tensorflow-datasets",
+        "absl-py",
+        "numpy",
+        # Pillow reads what TF's decoders cannot (WebP, CMYK/YCCK with Adobe inversion,
+        # 16-bit PNG) and checks an image's size from its header before decoding, which is
+        # how the converter rejects decompression bombs without allocating them.
+        "pillow>=10",
+        # The trainer draws its loss/top-1/top-5 curves to a PNG next to summary.json.
+        "matplotlib",
+    ],
+    extras_require={
+        "test": ["pytest", "tensorflow-serving-api"],
+        "gpu": ["tensorflow[and-cuda]>=2.21"],
+    },
+    entry_points={
+        "console_scripts": [
+            "alexnet-build-tfrecords=alexnet_tf.convert.main:run_main",
+        ],
+    },
+)
