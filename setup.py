@@ -32,7 +32,7 @@ setuptools.setup(
     },
     entry_points={
         "console_scripts": [
-            "alexnet-build-tfrecords=alexnet_tf.convert.main:run_main",
+            "alexnet-build-tfrecords=alexnet_tf.convert.cli:run",
         ],
     },
 )

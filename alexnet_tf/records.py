@@ -85,7 +85,9 @@ def build_example(
         feature[BBOX_XMAX] = _floats([box.xmax for box in boxes])
         feature[BBOX_YMAX] = _floats([box.ymax for box in boxes])
     example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString()
+    # deterministic=True fixes the order of the feature map, so the same input gives
+    # byte-identical shards on every run.
+    return example.SerializeToString(deterministic=True)
 
 
 # What the input pipeline needs from a record; `tf.io.parse_single_example` ignores the rest.

@@ -1,0 +1,220 @@
+"""Runs a conversion: list -> check every image -> plan -> write the missing shards -> manifest.
+
+Plain functions with no flags, so tests and other code can call them; the command line lives in
+`alexnet_tf.convert.cli` (used by tools/build_tfrecords.py).
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import multiprocessing
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+
+from absl import logging
+
+from alexnet_tf import records
+from alexnet_tf.convert import checks, layouts, manifest, progress, shards
+from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
+
+DEFAULT_SHUFFLE_SEED = 12345
+_MAX_LOGGED_REJECTIONS = 20
+_MAX_CHECK_CHUNK = 1000
+
+
+class ConversionError(Exception):
+    """A problem with the input or output folders that stops the run; the message says which."""
+
+
+def _check_no_stale_shards(output_dir: str, split: str, num_shards: int) -> None:
+    """Refuses to mix shards of another shard count: a `train-*` reader would read both sets."""
+    pattern = re.compile(rf"^{split}-\d{{5}}-of-(\d{{5}})$")
+    for path in glob.glob(os.path.join(glob.escape(output_dir), f"{split}-*")):
+        match = pattern.match(os.path.basename(path))
+        if match and int(match.group(1)) != num_shards:
+            raise ConversionError(
+                f"{output_dir} already holds {split} shards of another count "
+                f"({os.path.basename(path)}); remove them or choose another --output_dir"
+            )
+
+
+class _Workers:
+    """A pool of worker processes (or the parent alone when one worker is asked for)."""
+
+    def __init__(self, num_workers: int):
+        self.num_workers = num_workers
+        self.pool = None
+        if num_workers > 1:
+            # "spawn", not fork: the parent has TensorFlow loaded, and forking a process with
+            # TF's thread pools running is unsafe.
+            context = multiprocessing.get_context("spawn")
+            self.counter = context.Value("q", 0)
+            self.pool = context.Pool(num_workers, initializer=progress.init_worker, initargs=(self.counter,))
+        else:
+            self.counter = multiprocessing.Value("q", 0)
+            progress.init_worker(self.counter)
+
+    def run(self, stage: str, function: Callable, tasks: Sequence, sizes: Sequence[int], interval: float) -> list:
+        """Runs `function` on every task; results in task order. Progress is logged meanwhile."""
+        with self.counter.get_lock():
+            self.counter.value = 0
+        reporter = progress.Reporter(stage, sum(sizes), interval)
+        results: dict[int, object] = {}
+        if self.pool is None:
+            for index, task in enumerate(tasks):
+                results[index] = function(task)
+                reporter.maybe_report(self.counter.value)
+        else:
+            pending = self.pool.imap_unordered(_Indexed(function), list(enumerate(tasks)), chunksize=1)
+            while len(results) < len(tasks):
+                try:
+                    index, result = pending.next(timeout=min(interval, 1.0) if interval else 1.0)
+                    results[index] = result
+                except multiprocessing.TimeoutError:
+                    pass
+                reporter.maybe_report(self.counter.value)
+        if tasks:
+            reporter.maybe_report(self.counter.value, force=True)
+        return [results[index] for index in range(len(tasks))]
+
+    def close(self, terminate: bool = False) -> None:
+        if self.pool is not None:
+            self.pool.terminate() if terminate else self.pool.close()
+            self.pool.join()
+
+
+class _Indexed:
+    """Picklable wrapper that keeps each result paired with its task's position."""
+
+    def __init__(self, function: Callable):
+        self.function = function
+
+    def __call__(self, indexed_task):
+        index, task = indexed_task
+        return index, self.function(task)
+
+
+def _log_listing(inventory: layouts.Inventory, input_dir: str) -> None:
+    counts = ", ".join(f"{split} {len(sources):,} images" for split, sources in inventory.sources.items())
+    logging.info("Found the %s layout in %s: %s", inventory.layout, input_dir, counts or "no images")
+    for split in records.SPLITS:
+        if split not in inventory.sources:
+            logging.warning("No %s split in %s: converting the rest", split, input_dir)
+    for note in inventory.notes:
+        logging.warning("%s", note)
+    for rejected in inventory.rejected[:_MAX_LOGGED_REJECTIONS]:
+        logging.warning("Not converted: %s: %s", rejected.origin, rejected.reason)
+    if len(inventory.rejected) > _MAX_LOGGED_REJECTIONS:
+        logging.warning("... and %d more not converted; all are listed in manifest.json",
+                        len(inventory.rejected) - _MAX_LOGGED_REJECTIONS)
+
+
+def _prepare_output(output_dir: str) -> None:
+    os.makedirs(output_dir, exist_ok=True)
+    incomplete = os.path.join(output_dir, shards.INCOMPLETE_DIR)
+    shutil.rmtree(incomplete, ignore_errors=True)  # a killed run's partial shards
+    os.makedirs(incomplete)
+    os.makedirs(os.path.join(output_dir, shards.STATUS_DIR), exist_ok=True)
+    os.makedirs(os.path.join(output_dir, checks.CHECKS_DIR), exist_ok=True)
+
+
+def _run_checks(workers: _Workers, inventory: layouts.Inventory, output_dir: str, max_pixels: int,
+                interval: float) -> dict[str, tuple[list[checks.CheckedImage], list[dict]]]:
+    total = sum(len(sources) for sources in inventory.sources.values())
+    chunk_size = max(16, min(_MAX_CHECK_CHUNK, math.ceil(total / (8 * workers.num_workers))))
+    tasks_by_split = {split: checks.plan_checks(output_dir, split, sources, max_pixels, chunk_size)
+                      for split, sources in inventory.sources.items()}
+    all_tasks = [task for tasks in tasks_by_split.values() for task in tasks]
+    results = {task.path: checks.load_result(task) for task in all_tasks}
+    pending = [task for task in all_tasks if results[task.path] is None]
+    if len(pending) < len(all_tasks):
+        logging.info("Resuming: %d of %d check chunks were done by an earlier run", len(all_tasks) - len(pending), len(all_tasks))
+    for task, result in zip(pending, workers.run("checking", checks.check_chunk, pending,
+                                                 [len(t.sources) for t in pending], interval)):
+        results[task.path] = result
+    return {split: checks.collect(tasks, results) for split, tasks in tasks_by_split.items()}
+
+
+def convert(
+    input_dir: str,
+    output_dir: str,
+    *,
+    train_shards: int = 1024,
+    validation_shards: int = 128,
+    num_workers: int = 0,
+    label_offset: int = 0,
+    layout: str = "auto",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    shuffle_seed: int = DEFAULT_SHUFFLE_SEED,
+    progress_interval: float = 10.0,
+) -> dict:
+    """Converts `input_dir` into shards and a manifest in `output_dir`; returns the manifest.
+
+    Safe to rerun after an interruption: checked chunks and complete shards of the same plan
+    are kept, and the result is the same as that of an uninterrupted run.
+    """
+    started = time.monotonic()
+    if train_shards < 1 or validation_shards < 1:
+        raise ConversionError("--train_shards and --validation_shards must be at least 1")
+    inventory = layouts.list_images(input_dir, layout)
+    _log_listing(inventory, input_dir)
+    if not inventory.sources:
+        raise ConversionError(f"{input_dir} has no train or validation images to convert")
+    shard_counts = {"train": train_shards, "validation": validation_shards}
+    for split in inventory.sources:
+        _check_no_stale_shards(output_dir, split, shard_counts[split])
+    _prepare_output(output_dir)
+
+    workers = _Workers(num_workers or os.cpu_count() or 1)
+    try:
+        checked = _run_checks(workers, inventory, output_dir, max_pixels, progress_interval)
+        tasks = []
+        for split, (images, _) in checked.items():
+            if len(images) < shard_counts[split]:
+                logging.warning("%s: %d images for %d shards; some shards will be empty", split, len(images), shard_counts[split])
+            plan = shards.plan_shards(images, shard_counts[split], shuffle=(split == "train"), seed=shuffle_seed)
+            for index, shard_images in enumerate(plan):
+                class_text = {i.source.synset: inventory.class_text[i.source.synset] for i in shard_images}
+                tasks.append(shards.ShardTask(output_dir, split, index, shard_counts[split], shard_images,
+                                              class_text, label_offset, max_pixels))
+        statuses = {task.name: shards.load_status(task) for task in tasks}
+        pending = [task for task in tasks if statuses[task.name] is None]
+        if len(pending) < len(tasks):
+            logging.info("Resuming: %d of %d shards are already complete", len(tasks) - len(pending), len(tasks))
+        for task, status in zip(pending, workers.run("writing", shards.write_shard, pending,
+                                                     [len(t.images) for t in pending], progress_interval)):
+            statuses[task.name] = status
+        workers.close()
+    except KeyboardInterrupt:
+        workers.close(terminate=True)
+        logging.error("Interrupted; run the same command again to resume where it stopped")
+        raise
+    except shards.InputChanged as error:
+        workers.close(terminate=True)
+        raise ConversionError(str(error)) from error
+    except BaseException:
+        workers.close(terminate=True)
+        raise
+
+    options = {"train_shards": train_shards, "validation_shards": validation_shards, "label_offset": label_offset,
+               "layout": layout, "max_pixels": max_pixels, "shuffle_seed": shuffle_seed}
+    skipped = {split: found[1] for split, found in checked.items()}
+    result = manifest.build_manifest(inventory, tasks, statuses, skipped, input_dir, options)
+    path = manifest.write_manifest(output_dir, result)
+    shutil.rmtree(os.path.join(output_dir, shards.INCOMPLETE_DIR), ignore_errors=True)
+
+    elapsed = time.monotonic() - started
+    listed = sum(len(sources) for sources in inventory.sources.values())
+    logging.info(
+        "Done: %s images written (%s), %d repaired, %d skipped, %d ignored; %.0f images/s over %s "
+        "(%d shards written now, %d kept); details in %s",
+        f"{sum(entry['images'] for entry in result['splits'].values()):,}",
+        ", ".join(f"{split} {entry['images']:,} in {len(entry['shards'])} shards" for split, entry in result["splits"].items()),
+        len(result["repaired"]), len(result["skipped"]), len(result["ignored"]),
+        listed / max(elapsed, 1e-9), progress.format_duration(elapsed), len(pending), len(tasks) - len(pending), path,
+    )
+    return result

@@ -1,0 +1,145 @@
+"""`OUT/manifest.json`: what the converter found and wrote, and `--verify` to check it later.
+
+The manifest is assembled from the per-shard status files, never from counters of the current
+run, so a run resumed after a crash writes exactly the manifest an uninterrupted run would.
+Timings are logged, not stored, for the same reason.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+
+import tensorflow as tf
+
+from alexnet_tf import __version__, imagenet, records
+from alexnet_tf.convert import progress
+from alexnet_tf.convert.layouts import Inventory
+from alexnet_tf.convert.shards import ShardTask
+
+MANIFEST_NAME = "manifest.json"
+
+
+def build_manifest(
+    inventory: Inventory, tasks: list[ShardTask], statuses: dict[str, dict], skipped_by_split: dict[str, list[dict]],
+    input_dir: str, options: dict,
+) -> dict:
+    splits = {}
+    skipped = [{"source": r.origin, "reason": r.reason} for r in inventory.rejected]
+    repaired = []
+    for split in records.SPLITS:
+        split_tasks = [task for task in tasks if task.split == split]
+        if not split_tasks:
+            continue
+        classes: collections.Counter = collections.Counter()
+        split_repaired = [{"source": image.source.origin, "repair": image.repair}
+                          for task in split_tasks for image in task.images if image.repair]
+        split_repaired.sort(key=lambda entry: entry["source"])
+        for task in split_tasks:
+            classes.update(statuses[task.name]["classes"])
+        splits[split] = {
+            "images": sum(classes.values()),
+            "listed": len(inventory.sources.get(split, ())),
+            "repaired": len(split_repaired),
+            "skipped": len(skipped_by_split.get(split, ())),
+            "num_classes": len(classes),
+            "classes": dict(sorted(classes.items())),
+            "shards": [{key: statuses[task.name][key] for key in ("shard", "records", "bytes", "sha256")}
+                       for task in split_tasks],
+        }
+        repaired.extend(split_repaired)
+        skipped.extend(skipped_by_split.get(split, ()))
+    present = sorted({synset for entry in splits.values() for synset in entry["classes"]})
+    return {
+        "created_by": f"alexnet_tf {__version__} tools/build_tfrecords.py",
+        "input_dir": os.path.abspath(input_dir),
+        "layout": inventory.layout,
+        "options": options,
+        "splits": splits,
+        "missing_splits": [split for split in records.SPLITS if split not in splits],
+        "class_text": {synset: inventory.class_text.get(synset, synset) for synset in present},
+        "notes": inventory.notes,
+        "repaired": repaired,
+        "skipped": skipped,
+        "ignored": inventory.ignored,
+    }
+
+
+def write_manifest(output_dir: str, manifest: dict) -> str:
+    path = os.path.join(output_dir, MANIFEST_NAME)
+    progress.write_json_atomically(path, manifest)
+    return path
+
+
+def read_manifest(output_dir: str) -> dict:
+    path = os.path.join(output_dir, MANIFEST_NAME)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist: run the conversion first") from None
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
+def _check_records(path: str, label_offset: int) -> tuple[int, list[str]]:
+    """Counts the records of one shard and checks each decodes to height x width x 3."""
+    problems = []
+
+    def decode(serialized):
+        features = tf.io.parse_single_example(serialized, records.FULL_PARSE_SPEC)
+        shape = tf.shape(tf.io.decode_jpeg(features[records.ENCODED], channels=3))
+        return (shape, features[records.HEIGHT], features[records.WIDTH],
+                features[records.LABEL], features[records.FILENAME])
+
+    dataset = tf.data.TFRecordDataset(path).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    count = 0
+    iterator = iter(dataset)
+    while True:
+        try:
+            shape, height, width, label, filename = next(iterator)
+        except StopIteration:
+            break
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+            problems.append(f"{os.path.basename(path)}: record {count + 1} is unreadable: {error.message.splitlines()[0]}")
+            break
+        count += 1
+        name = filename.numpy().decode("utf-8", "backslashreplace")
+        if list(shape.numpy()) != [int(height), int(width), 3]:
+            problems.append(f"{os.path.basename(path)}: {name} decodes to {list(shape.numpy())}, "
+                            f"the record says {int(height)}x{int(width)}x3")
+        if not label_offset <= int(label) < label_offset + imagenet.NUM_CLASSES:
+            problems.append(f"{os.path.basename(path)}: {name} has label {int(label)}, outside "
+                            f"{label_offset}..{label_offset + imagenet.NUM_CLASSES - 1}")
+    return count, problems
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_output(output_dir: str) -> tuple[int, list[str]]:
+    """Reads every shard back; returns (records checked, problems). No problems means intact."""
+    manifest = read_manifest(output_dir)
+    label_offset = manifest["options"]["label_offset"]
+    problems, checked = [], 0
+    for split, entry in manifest["splits"].items():
+        for shard in entry["shards"]:
+            path = os.path.join(output_dir, shard["shard"])
+            if not os.path.isfile(path):
+                problems.append(f"{shard['shard']}: missing")
+                continue
+            if os.path.getsize(path) != shard["bytes"] or _sha256(path) != shard["sha256"]:
+                problems.append(f"{shard['shard']}: sha256 does not match the manifest (the file changed or is corrupt)")
+            count, record_problems = _check_records(path, label_offset)
+            checked += count
+            problems.extend(record_problems)
+            if count != shard["records"]:
+                problems.append(f"{shard['shard']}: {count} readable records, the manifest says {shard['records']}")
+    return checked, problems

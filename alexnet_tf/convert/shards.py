@@ -1,0 +1,175 @@
+"""Second pass: plans the shards over the checked images and writes each one atomically.
+
+A shard's content depends only on the plan (which images, in which order) and the options, never
+on how many workers run or in which order they finish: the same input gives byte-identical shards
+whatever `--num_workers` is. Each shard is written under `OUT/.incomplete/` (a name that
+`train-*` patterns never match), renamed into place when complete, and then described by a small
+status file in `OUT/.shards/`. A rerun keeps every shard whose status matches the current plan
+and redoes the rest, so a crash or Ctrl-C costs at most the shards in flight.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import os
+import random
+
+import tensorflow as tf
+
+from alexnet_tf import imagenet, records
+from alexnet_tf.convert import progress
+from alexnet_tf.convert.checks import CheckedImage
+from alexnet_tf.convert.images import BrokenImage, prepare_image
+from alexnet_tf.convert.sources import UnreadableSource, read_source
+
+INCOMPLETE_DIR = ".incomplete"
+STATUS_DIR = ".shards"
+# Bump when the bytes written for the same input change, so old shards are not kept by mistake.
+SHARD_FORMAT_VERSION = 1
+
+
+class InputChanged(Exception):
+    """An image changed or vanished between the check and the write; a rerun picks it up."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+    """Everything one worker needs to write one shard, and nothing that varies between runs."""
+
+    output_dir: str
+    split: str
+    index: int
+    num_shards: int
+    images: tuple[CheckedImage, ...]
+    class_text: dict[str, str]
+    label_offset: int
+    max_pixels: int
+
+    @property
+    def name(self) -> str:
+        return records.shard_name(self.split, self.index, self.num_shards)
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.output_dir, self.name)
+
+    @property
+    def status_path(self) -> str:
+        return os.path.join(self.output_dir, STATUS_DIR, self.name + ".json")
+
+    def digest(self) -> str:
+        """Identifies the planned content: a rerun keeps a shard only if this matches."""
+        plan = {
+            "version": SHARD_FORMAT_VERSION,
+            "label_offset": self.label_offset,
+            "max_pixels": self.max_pixels,
+            "images": [(i.source.origin, i.source.synset, i.sha1, i.source.boxes) for i in self.images],
+            "text": sorted(self.class_text.items()),
+        }
+        return hashlib.sha256(json.dumps(plan, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def plan_shards(images: list[CheckedImage], num_shards: int, *, shuffle: bool, seed: int) -> list[tuple[CheckedImage, ...]]:
+    """Splits the images into `num_shards` runs whose sizes differ by at most one.
+
+    Training images are shuffled across shards with a fixed seed, so every shard holds a mix of
+    classes and a reader that interleaves a few shards already sees a well-mixed stream.
+    """
+    ordered = list(images)
+    if shuffle:
+        random.Random(seed).shuffle(ordered)
+    bounds = [index * len(ordered) // num_shards for index in range(num_shards + 1)]
+    return [tuple(ordered[bounds[i] : bounds[i + 1]]) for i in range(num_shards)]
+
+
+def load_status(task: ShardTask) -> dict | None:
+    """The status of a shard finished by an earlier run of the same plan, or None."""
+    try:
+        with open(task.status_path, encoding="utf-8") as handle:
+            status = json.load(handle)
+        if status.get("digest") == task.digest() and os.path.getsize(task.path) == status.get("bytes"):
+            return status
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _relative_boxes(image: CheckedImage) -> tuple[records.BoundingBox, ...]:
+    def clamp(value: float) -> float:
+        return min(max(value, 0.0), 1.0)
+
+    return tuple(
+        records.BoundingBox(clamp(xmin / image.width), clamp(ymin / image.height),
+                            clamp(xmax / image.width), clamp(ymax / image.height))
+        for xmin, ymin, xmax, ymax in image.source.boxes
+    )
+
+
+def _jpeg_bytes(image: CheckedImage, data: bytes, max_pixels: int) -> bytes:
+    """The record's JPEG. A plain JPEG was fully decoded by the check: its bytes go in as they are."""
+    if hashlib.sha1(data).hexdigest() != image.sha1:
+        raise InputChanged(f"{image.source.origin} changed since it was checked; run the same command again")
+    if image.repair is None:
+        return data
+    try:
+        return prepare_image(data, max_pixels).jpeg_bytes
+    except BrokenImage as error:  # cannot happen for the same bytes; kept so a bug cannot drop an image silently
+        raise InputChanged(f"{image.source.origin}: {error}") from error
+
+
+def _sha256_and_size(path: str) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+        os.fsync(handle.fileno())
+    return digest.hexdigest(), size
+
+
+def write_shard(task: ShardTask) -> dict:
+    """Writes one shard and returns its status (also saved beside it for later reruns)."""
+    labels = imagenet.synset_to_label()
+    temporary = os.path.join(task.output_dir, INCOMPLETE_DIR, task.name)
+    classes: collections.Counter = collections.Counter()
+    open_archives: dict[str, object] = {}
+    try:
+        with tf.io.TFRecordWriter(temporary) as writer:
+            for image in task.images:
+                source = image.source
+                try:
+                    data = read_source(source, open_archives)
+                except UnreadableSource as error:
+                    raise InputChanged(f"{source.origin}: {error} (it was readable when checked)") from error
+                writer.write(
+                    records.build_example(
+                        jpeg_bytes=_jpeg_bytes(image, data, task.max_pixels),
+                        label=labels[source.synset] + task.label_offset,
+                        synset=source.synset,
+                        text=task.class_text.get(source.synset, source.synset),
+                        height=image.height,
+                        width=image.width,
+                        filename=source.filename,
+                        boxes=_relative_boxes(image),
+                    )
+                )
+                classes[source.synset] += 1
+                progress.count_images(1)
+    finally:
+        for handle in open_archives.values():
+            handle.close()
+    sha256, size = _sha256_and_size(temporary)
+    os.replace(temporary, task.path)
+    status = {
+        "shard": task.name,
+        "digest": task.digest(),
+        "records": len(task.images),
+        "bytes": size,
+        "sha256": sha256,
+        "classes": dict(sorted(classes.items())),
+    }
+    progress.write_json_atomically(task.status_path, status)
+    return status

@@ -1,0 +1,280 @@
+"""tools/build_tfrecords.py end to end, on small generated corpora in each raw layout."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import imagenet, records
+from alexnet_tf.convert import main as conversion
+from tests import corpus
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOL = os.path.join(REPO, "tools", "build_tfrecords.py")
+
+
+def read_records(output_dir: str, split: str) -> list[dict]:
+    rows = []
+    for path in sorted(glob.glob(os.path.join(output_dir, f"{split}-*"))):
+        for serialized in tf.data.TFRecordDataset(path):
+            features = tf.io.parse_single_example(serialized, records.FULL_PARSE_SPEC)
+            row = {key: value.numpy() for key, value in features.items() if not isinstance(value, tf.SparseTensor)}
+            row.update({key: value.values.numpy() for key, value in features.items() if isinstance(value, tf.SparseTensor)})
+            row["shard"] = os.path.basename(path)
+            rows.append(row)
+    return rows
+
+
+def shard_digests(output_dir: str) -> dict[str, str]:
+    return {
+        os.path.basename(path): hashlib.sha256(open(path, "rb").read()).hexdigest()
+        for path in sorted(glob.glob(os.path.join(output_dir, "*-of-*")))
+    }
+
+
+def run_tool(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+@pytest.fixture(scope="module")
+def raw_images():
+    return corpus.make_images(), corpus.validation_images()
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory, raw_images):
+    root = tmp_path_factory.mktemp("extracted")
+    corpus.write_extracted(str(root / "raw"), *raw_images)
+    manifest = conversion.convert(str(root / "raw"), str(root / "out"), train_shards=3, validation_shards=2, num_workers=1)
+    return root, manifest
+
+
+def check_every_image_accounted(output_dir, manifest, train, validation):
+    """Each input image is in exactly one record or in the skipped report, with the right outcome."""
+    written = [row[records.FILENAME].decode() for split in ("train", "validation") for row in read_records(output_dir, split)]
+    assert len(written) == len(set(written))
+    skipped = {os.path.basename(entry["source"]): entry["reason"] for entry in manifest["skipped"]}
+    repaired = {os.path.basename(entry["source"]): entry["repair"] for entry in manifest["repaired"]}
+    for image in train + validation:
+        if image.outcome == corpus.SKIPPED:
+            assert image.filename not in written
+            assert image.reason in skipped[image.filename]
+        else:
+            assert written.count(image.filename) == 1
+            assert image.filename not in skipped
+        if image.outcome == corpus.REPAIRED:
+            assert image.reason in repaired[image.filename]
+    assert set(written) | set(skipped) == {image.filename for image in train + validation}
+
+
+def test_extracted_layout(extracted, raw_images):
+    root, manifest = extracted
+    train, validation = raw_images
+    out = str(root / "out")
+    assert manifest["layout"] == "extracted"
+    assert sorted(os.listdir(out)) == [".checks", ".shards", "manifest.json", "train-00000-of-00003", "train-00001-of-00003",
+                                       "train-00002-of-00003", "validation-00000-of-00002", "validation-00001-of-00002"]
+    check_every_image_accounted(out, manifest, train, validation)
+    assert manifest["splits"]["train"]["images"] == sum(i.outcome != corpus.SKIPPED for i in train)
+    assert manifest["splits"]["validation"]["classes"] == {synset: 2 for synset in corpus.CLASSES}
+    assert sorted(os.path.basename(p) for p in manifest["ignored"]) == [".DS_Store", ".DS_Store", "Thumbs.db", "readme.txt"]
+    # Shards balanced within one record.
+    sizes = [shard["records"] for shard in manifest["splits"]["train"]["shards"]]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_records_hold_what_the_pipeline_needs(extracted, raw_images):
+    root, _ = extracted
+    by_name = {image.filename: image for image in raw_images[0] + raw_images[1]}
+    for split in ("train", "validation"):
+        for row in read_records(str(root / "out"), split):
+            source = by_name[row[records.FILENAME].decode()]
+            assert row[records.LABEL] == imagenet.synset_to_label()[source.synset]
+            assert row[records.SYNSET].decode() == source.synset
+            assert row[records.TEXT].decode() == imagenet.class_name_for(source.synset)
+            assert (row[records.FORMAT], row[records.COLORSPACE], row[records.CHANNELS]) == (b"JPEG", b"RGB", 3)
+            pixels = tf.io.decode_jpeg(row[records.ENCODED]).numpy()
+            assert pixels.shape == (row[records.HEIGHT], row[records.WIDTH], 3)
+            if source.outcome == corpus.STORED:
+                assert row[records.ENCODED] == source.data  # never re-encoded
+
+
+def test_training_examples_are_shuffled_across_shards(extracted):
+    root, _ = extracted
+    rows = read_records(str(root / "out"), "train")
+    first_shard_classes = {row[records.SYNSET] for row in rows if row["shard"] == "train-00000-of-00003"}
+    assert len(first_shard_classes) > 1
+    validation_order = [row[records.FILENAME] for row in read_records(str(root / "out"), "validation")]
+    assert validation_order == sorted(validation_order)
+
+
+def test_sorted_validation_folder(tmp_path, raw_images):
+    corpus.write_extracted(str(tmp_path / "raw"), [], raw_images[1], sorted_validation=True)
+    manifest = conversion.convert(str(tmp_path / "raw"), str(tmp_path / "out"), validation_shards=1, num_workers=1)
+    assert manifest["missing_splits"] == ["train"]
+    labels = {row[records.FILENAME].decode(): row[records.SYNSET].decode() for row in read_records(str(tmp_path / "out"), "validation")}
+    assert labels == {image.filename: image.synset for image in raw_images[1]}
+
+
+def test_kaggle_layout(tmp_path, raw_images, extracted):
+    corpus.write_kaggle(str(tmp_path / "raw"), *raw_images)
+    manifest = conversion.convert(str(tmp_path / "raw"), str(tmp_path / "out"), train_shards=3, validation_shards=2, num_workers=1)
+    assert manifest["layout"] == "kaggle"
+    check_every_image_accounted(str(tmp_path / "out"), manifest, *raw_images)
+    rows = read_records(str(tmp_path / "out"), "validation")
+    for row in rows:
+        assert row[records.TEXT].decode() == f"kaggle name of {row[records.SYNSET].decode()}"
+        boxes = np.stack([row[records.BBOX_XMIN], row[records.BBOX_YMIN], row[records.BBOX_XMAX], row[records.BBOX_YMAX]])
+        assert boxes.shape == (4, 1) and boxes.min() >= 0.0 and boxes.max() <= 1.0
+        assert boxes[3, 0] == 1.0  # ymax of 500+ pixels is clamped to the image
+    first = raw_images[0][0]
+    boxed = [row for row in read_records(str(tmp_path / "out"), "train") if row[records.FILENAME].decode() == first.filename]
+    assert len(boxed[0][records.BBOX_XMIN]) == 2
+    # Same images, same labels: the training shards differ from the extracted layout's only by the boxes.
+    assert manifest["splits"]["train"]["classes"] == extracted[1]["splits"]["train"]["classes"]
+
+
+def test_tar_layout_matches_extracted_and_refuses_unsafe_members(tmp_path, raw_images, extracted):
+    corpus.write_tars(str(tmp_path / "raw"), *raw_images, hostile_members=True)
+    manifest = conversion.convert(str(tmp_path / "raw"), str(tmp_path / "out"), train_shards=3, validation_shards=2, num_workers=1)
+    assert manifest["layout"] == "tars"
+    assert shard_digests(str(tmp_path / "out")) == shard_digests(str(extracted[0] / "out"))
+    reasons = [entry["reason"] for entry in manifest["skipped"]]
+    assert any("'..'" in reason for reason in reasons)
+    assert any("absolute path" in reason for reason in reasons)
+    assert any("is a link" in reason for reason in reasons)
+    assert not os.path.exists(tmp_path / "escaped.JPEG") and sorted(os.listdir(tmp_path)) == ["out", "raw"]
+
+
+def test_truncated_class_tar_is_reported_and_the_rest_converted(tmp_path, raw_images):
+    train, validation = raw_images
+    corpus.write_tars(str(tmp_path / "raw"), train, validation)
+    archive = str(tmp_path / "raw" / "ILSVRC2012_img_train.tar")
+    with open(archive, "r+b") as handle:
+        handle.truncate(os.path.getsize(archive) * 2 // 3)
+    manifest = conversion.convert(str(tmp_path / "raw"), str(tmp_path / "out"), train_shards=2, validation_shards=1, num_workers=1)
+    assert any("truncated" in entry["reason"] or "cut short" in entry["reason"] for entry in manifest["skipped"])
+    assert 0 < manifest["splits"]["train"]["images"] < sum(i.outcome != corpus.SKIPPED for i in train)
+    assert manifest["splits"]["validation"]["images"] == len(validation)
+
+
+def test_label_offset(tmp_path, raw_images):
+    corpus.write_extracted(str(tmp_path / "raw"), [], raw_images[1])
+    manifest = conversion.convert(str(tmp_path / "raw"), str(tmp_path / "out"), validation_shards=1, num_workers=1, label_offset=1)
+    assert manifest["options"]["label_offset"] == 1
+    for row in read_records(str(tmp_path / "out"), "validation"):
+        assert row[records.LABEL] == imagenet.synset_to_label()[row[records.SYNSET].decode()] + 1
+
+
+def test_same_shards_whatever_the_worker_count(tmp_path, raw_images, extracted):
+    corpus.write_extracted(str(tmp_path / "raw"), *raw_images)
+    result = run_tool(f"--input_dir={tmp_path / 'raw'}", f"--output_dir={tmp_path / 'out'}", "--train_shards=3",
+                      "--validation_shards=2", "--num_workers=2")
+    assert result.returncode == 0, result.stderr
+    assert "images written" in result.stderr and "images/s" in result.stderr
+    assert shard_digests(str(tmp_path / "out")) == shard_digests(str(extracted[0] / "out"))
+
+
+def test_resume_keeps_complete_shards_and_redoes_the_rest(tmp_path, raw_images, extracted):
+    """The states a crash can leave: shards missing, a shard renamed but not recorded, a partial file."""
+    corpus.write_extracted(str(tmp_path / "raw"), *raw_images)
+    out = tmp_path / "out"
+    conversion.convert(str(tmp_path / "raw"), str(out), train_shards=3, validation_shards=2, num_workers=1)
+    os.remove(out / "manifest.json")
+    os.remove(out / "train-00001-of-00003")
+    os.remove(out / ".shards" / "train-00002-of-00003.json")  # killed between the rename and its status
+    with open(out / "train-00002-of-00003", "r+b") as handle:
+        handle.truncate(100)
+    os.makedirs(out / ".incomplete", exist_ok=True)
+    (out / ".incomplete" / "validation-00000-of-00002").write_bytes(b"half a shard")
+    kept = os.path.getmtime(out / "train-00000-of-00003")
+    manifest = conversion.convert(str(tmp_path / "raw"), str(out), train_shards=3, validation_shards=2, num_workers=1)
+    assert os.path.getmtime(out / "train-00000-of-00003") == kept
+    assert shard_digests(str(out)) == shard_digests(str(extracted[0] / "out"))
+    assert manifest == {**extracted[1], "input_dir": manifest["input_dir"],
+                        "skipped": manifest["skipped"], "repaired": manifest["repaired"], "ignored": manifest["ignored"]}
+    assert [os.path.basename(e["source"]) for e in manifest["skipped"]] == [os.path.basename(e["source"]) for e in extracted[1]["skipped"]]
+    assert not os.path.exists(out / ".incomplete")
+
+
+def test_resume_after_sigkill_in_the_middle(tmp_path):
+    """A real kill -9 while shards are being written, then the same command again."""
+    rng = np.random.default_rng(7)
+    train = [corpus.RawImage(corpus.CLASSES[i % 3], f"{corpus.CLASSES[i % 3]}_{i}.JPEG", corpus.good_jpeg(rng, 160, 120), corpus.STORED)
+             for i in range(900)]
+    corpus.write_extracted(str(tmp_path / "raw"), train, [])
+    args = [TOOL, f"--input_dir={tmp_path / 'raw'}", "--train_shards=60", "--num_workers=1"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, *args, f"--output_dir={tmp_path / 'out'}"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    status_dir = tmp_path / "out" / ".shards"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(status_dir.glob("*.json"))) < 3:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    complete_at_kill = len(list(status_dir.glob("*.json")))
+    assert 3 <= complete_at_kill < 60, "the kill should land in the middle of the run"
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    resumed = subprocess.run([sys.executable, *args, f"--output_dir={tmp_path / 'out'}"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming" in resumed.stderr
+    reference = subprocess.run([sys.executable, *args, f"--output_dir={tmp_path / 'reference'}"], env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert reference.returncode == 0, reference.stderr
+    assert shard_digests(str(tmp_path / "out")) == shard_digests(str(tmp_path / "reference"))
+    assert len(read_records(str(tmp_path / "out"), "train")) == 900
+
+
+def test_verify_passes_then_catches_a_corrupted_shard(tmp_path, raw_images):
+    corpus.write_extracted(str(tmp_path / "raw"), *raw_images)
+    out = tmp_path / "out"
+    conversion.convert(str(tmp_path / "raw"), str(out), train_shards=2, validation_shards=1, num_workers=1)
+    result = run_tool(f"--output_dir={out}", "--verify")
+    assert result.returncode == 0, result.stderr
+    assert "Verified" in result.stderr
+    shard = out / "train-00001-of-00002"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    result = run_tool(f"--output_dir={out}", "--verify")
+    assert result.returncode == 1
+    assert "train-00001-of-00002: sha256 does not match" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_stale_shards_of_another_count_are_refused(extracted, tmp_path):
+    root, _ = extracted
+    with pytest.raises(conversion.ConversionError, match="train shards of another count"):
+        conversion.convert(str(root / "raw"), str(root / "out"), train_shards=5, validation_shards=2, num_workers=1)
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--input_dir={empty}", "--output_dir={out}"], 1, "holds no ImageNet layout"),
+        (["--input_dir={missing}", "--output_dir={out}"], 1, "is not a folder"),
+        (["--input_dir={empty}"], 1, "--output_dir"),
+        (["--input_dir={empty}", "--output_dir={out}", "--train_shards=0"], 1, "--train_shards"),
+        (["--output_dir={out}", "--verify"], 1, "does not exist: run the conversion first"),
+    ],
+)
+def test_bad_input_gives_a_one_line_error(tmp_path, args, code, message):
+    (tmp_path / "empty").mkdir()
+    paths = {"empty": tmp_path / "empty", "missing": tmp_path / "missing", "out": tmp_path / "out"}
+    result = run_tool(*[arg.format(**paths) for arg in args])
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
