@@ -278,3 +278,62 @@ def test_bad_input_gives_a_one_line_error(tmp_path, args, code, message):
     assert result.returncode == code, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_failing_disk_stops_with_a_clear_error_and_no_complete_looking_shard(tmp_path, raw_images, monkeypatch):
+    """ENOSPC in the middle of a shard: the run stops, names the shard, and leaves no shard behind."""
+    corpus.write_extracted(str(tmp_path / "raw"), *raw_images)
+    real_writer = tf.io.TFRecordWriter
+
+    class FillsUp:
+        def __init__(self, path):
+            self.inner, self.written = real_writer(path), 0
+
+        def write(self, record):
+            self.written += 1
+            if self.written == 3:
+                raise OSError(28, "No space left on device")
+            self.inner.write(record)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.inner.close()
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", FillsUp)
+    with pytest.raises(conversion.ConversionError, match="writing train-00000-of-00002 .* No space left on device"):
+        conversion.convert(str(tmp_path / "raw"), str(tmp_path / "out"), train_shards=2, validation_shards=1, num_workers=1)
+    assert not list((tmp_path / "out").glob("train-*")) and not (tmp_path / "out" / "manifest.json").exists()
+    monkeypatch.setattr(tf.io, "TFRecordWriter", real_writer)
+    manifest = conversion.convert(str(tmp_path / "raw"), str(tmp_path / "out"), train_shards=2, validation_shards=1, num_workers=1)
+    assert manifest["splits"]["train"]["images"] == sum(i.outcome != corpus.SKIPPED for i in raw_images[0])
+
+
+def test_hostile_entries_are_skipped_with_reasons_or_converted(tmp_path):
+    rng = np.random.default_rng(5)
+    synset = corpus.CLASSES[0]
+    class_dir = tmp_path / "raw" / "train" / synset
+    class_dir.mkdir(parents=True)
+    good = corpus.good_jpeg(rng)
+    (class_dir / "plain.JPEG").write_bytes(good)
+    (class_dir / "a_directory.JPEG").mkdir()
+    os.symlink("loop_b.JPEG", class_dir / "loop_a.JPEG")
+    os.symlink("loop_a.JPEG", class_dir / "loop_b.JPEG")
+    non_utf8 = os.fsencode(str(class_dir)) + b"/caf\xe9.JPEG"
+    with open(non_utf8, "wb") as handle:
+        handle.write(good)
+    (class_dir / "garbage_after_eoi.JPEG").write_bytes(good + b"\x00trailing junk" * 10)
+    (tmp_path / "raw" / "train" / "loose_file.JPEG").write_bytes(good)
+
+    manifest = conversion.convert(str(tmp_path / "raw"), str(tmp_path / "out"), train_shards=1, num_workers=1)
+    reasons = {os.path.basename(entry["source"]): entry["reason"] for entry in manifest["skipped"]}
+    assert "is a directory" in reasons["a_directory.JPEG"]
+    assert "symbolic links" in reasons["loop_a.JPEG"] and "symbolic links" in reasons["loop_b.JPEG"]
+    assert "not inside a <wnid>/ class folder" in reasons["loose_file.JPEG"]
+    written = {row[records.FILENAME] for row in read_records(str(tmp_path / "out"), "train")}
+    # libjpeg stops at the end-of-image marker, so trailing bytes are harmless: the file is kept.
+    assert written == {b"plain.JPEG", b"caf\xe9.JPEG", b"garbage_after_eoi.JPEG"}
+    assert manifest["splits"]["train"]["images"] == 3
+    json.dumps(manifest, ensure_ascii=False).encode("utf-8")  # a non-UTF-8 name must not break the manifest
+    assert sorted(os.listdir(tmp_path)) == ["out", "raw"]

@@ -193,9 +193,12 @@ def convert(
         workers.close(terminate=True)
         logging.error("Interrupted; run the same command again to resume where it stopped")
         raise
-    except shards.InputChanged as error:
+    except (shards.InputChanged, shards.ShardWriteFailed) as error:
         workers.close(terminate=True)
-        raise ConversionError(str(error)) from error
+        raise ConversionError(str(error)) from None
+    except OSError as error:  # e.g. the disk filled up while a check result or status was saved
+        workers.close(terminate=True)
+        raise ConversionError(f"writing to {output_dir} failed: {error}") from None
     except BaseException:
         workers.close(terminate=True)
         raise
@@ -204,7 +207,10 @@ def convert(
                "layout": layout, "max_pixels": max_pixels, "shuffle_seed": shuffle_seed}
     skipped = {split: found[1] for split, found in checked.items()}
     result = manifest.build_manifest(inventory, tasks, statuses, skipped, input_dir, options)
-    path = manifest.write_manifest(output_dir, result)
+    try:
+        path = manifest.write_manifest(output_dir, result)
+    except OSError as error:
+        raise ConversionError(f"writing the manifest in {output_dir} failed: {error}") from None
     shutil.rmtree(os.path.join(output_dir, shards.INCOMPLETE_DIR), ignore_errors=True)
 
     elapsed = time.monotonic() - started

@@ -35,6 +35,10 @@ class InputChanged(Exception):
     """An image changed or vanished between the check and the write; a rerun picks it up."""
 
 
+class ShardWriteFailed(Exception):
+    """The output could not be written (disk full, I/O error); nothing incomplete is left looking complete."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ShardTask:
     """Everything one worker needs to write one shard, and nothing that varies between runs."""
@@ -131,7 +135,19 @@ def _sha256_and_size(path: str) -> tuple[str, int]:
 
 
 def write_shard(task: ShardTask) -> dict:
-    """Writes one shard and returns its status (also saved beside it for later reruns)."""
+    """Writes one shard and returns its status (also saved beside it for later reruns).
+
+    The shard reaches its final name only after every record is written and synced, so a full
+    disk or a kill leaves at most a file under `.incomplete/`, which the next run deletes.
+    """
+    try:
+        return _write_shard(task)
+    except (OSError, tf.errors.OpError) as error:
+        message = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
+        raise ShardWriteFailed(f"writing {task.name} in {task.output_dir} failed: {message}") from None
+
+
+def _write_shard(task: ShardTask) -> dict:
     labels = imagenet.synset_to_label()
     temporary = os.path.join(task.output_dir, INCOMPLETE_DIR, task.name)
     classes: collections.Counter = collections.Counter()
