@@ -25,14 +25,19 @@ setuptools.setup(
         "pillow>=10",
         # The trainer draws its loss/top-1/top-5 curves to a PNG next to summary.json.
         "matplotlib",
+        # The exporter writes TF Serving's warmup file (PredictionLog protos) and models.config
+        # (ModelServerConfig) with the protos that TF Serving itself publishes.
+        "tensorflow-serving-api",
     ],
     extras_require={
-        "test": ["pytest", "tensorflow-serving-api"],
+        "test": ["pytest"],
         "gpu": ["tensorflow[and-cuda]>=2.21"],
     },
     entry_points={
         "console_scripts": [
             "alexnet-build-tfrecords=alexnet_tf.convert.cli:run",
+            "alexnet-export=alexnet_tf.export:run",
+            "alexnet-predict=alexnet_tf.predict:run",
         ],
     },
 )

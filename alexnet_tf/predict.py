@@ -1,0 +1,169 @@
+"""Top-5 ImageNet classes for image files, from an exported SavedModel.
+
+    python -m alexnet_tf.predict --model=/srv/models/alexnet photo.jpg other.png
+    python -m alexnet_tf.predict --model=/srv/models/alexnet/3 --json photo.jpg
+
+It runs the SavedModel's `serving_default` signature on the files' bytes, the same graph and
+preprocessing TensorFlow Serving runs, rather than the Keras code: what it prints is what the
+server would answer. Each image is a request of its own, so an unreadable or corrupt file is
+reported (and makes the exit status 1) without hiding the other images' answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+from absl import app, flags
+
+from alexnet_tf import imagenet, serving
+
+
+class PredictError(Exception):
+    """A model or image that cannot be used; the message names the file."""
+
+
+def resolve_saved_model_dir(path: str) -> str:
+    """`path` itself if it is a SavedModel, else its highest numeric version folder."""
+    if serving.is_saved_model_dir(path):
+        return path
+    if not os.path.isdir(path):
+        raise PredictError(f"--model={path}: no such folder")
+    for version in reversed(serving.numeric_versions(path)):
+        candidate = os.path.join(path, str(version))
+        if serving.is_saved_model_dir(candidate):
+            return candidate
+    raise PredictError(
+        f"--model={path}: neither a SavedModel nor a folder of numeric SavedModel versions"
+    )
+
+
+def load_classifier(path: str) -> Callable[..., dict[str, tf.Tensor]]:
+    """The `serving_default` signature of the SavedModel at `path` (or its latest version)."""
+    saved_model_dir = resolve_saved_model_dir(path)
+    try:
+        loaded = tf.saved_model.load(saved_model_dir)
+    except Exception as error:  # TF raises several types for a damaged SavedModel.
+        raise PredictError(f"{saved_model_dir}: cannot load the SavedModel ({error})") from None
+    if serving.DEFAULT_SIGNATURE not in loaded.signatures:
+        raise PredictError(
+            f"{saved_model_dir}: has no '{serving.DEFAULT_SIGNATURE}' signature; "
+            "export it with python -m alexnet_tf.export"
+        )
+    return loaded.signatures[serving.DEFAULT_SIGNATURE]
+
+
+def _tensorflow_reason(error: tf.errors.OpError) -> str:
+    """The op's own message ("Unknown image file format...") without TF's node dump."""
+    noise = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[")
+    for line in error.message.splitlines():
+        line = line.strip()
+        if line and not line.startswith(noise):
+            return line.split("\t [[")[0].strip()
+    return error.message.strip()
+
+
+def classify_file(
+    classifier: Callable[..., dict[str, tf.Tensor]], image_path: str
+) -> list[dict[str, object]]:
+    """The top classes of one image file, best first."""
+    try:
+        with open(image_path, "rb") as handle:
+            image_bytes = handle.read()
+    except OSError as error:
+        raise PredictError(f"{image_path}: cannot read the file: {error.strerror}") from None
+    try:
+        outputs = classifier(
+            **{serving.IMAGE_BYTES_INPUT: tf.constant([image_bytes], dtype=tf.string)}
+        )
+    except tf.errors.InvalidArgumentError as error:
+        reason = _tensorflow_reason(error)
+        raise PredictError(f"{image_path}: not a usable image: {reason}") from None
+    predictions = []
+    for rank, (class_id, score, synset) in enumerate(
+        zip(
+            outputs["classes"][0].numpy(),
+            outputs["scores"][0].numpy(),
+            outputs["synsets"][0].numpy(),
+        ),
+        start=1,
+    ):
+        synset = synset.decode("utf-8")
+        predictions.append(
+            {
+                "rank": rank,
+                "class_id": int(class_id),
+                "synset": synset,
+                "name": imagenet.class_name_for(synset),
+                "probability": float(score),
+            }
+        )
+    return predictions
+
+
+def format_predictions(image_path: str, predictions: Sequence[dict[str, object]]) -> str:
+    lines = [image_path]
+    for prediction in predictions:
+        label = prediction["synset"]
+        if prediction["name"] != label:
+            label = f"{label}  {prediction['name']}"
+        lines.append(f"  {prediction['rank']}. {100 * prediction['probability']:6.2f}%  {label}")
+    return "\n".join(lines)
+
+
+# --- command line -------------------------------------------------------------------------
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defined at run time, not import, so importing this next to other CLIs is safe."""
+    flags.DEFINE_string(
+        "model", None, "An exported SavedModel: EXPORT_BASE (its highest numeric version is "
+        "used) or EXPORT_BASE/<version>."
+    )
+    flags.DEFINE_bool(
+        "json", False, "Print one JSON document ({'model': ..., 'results': [...]}) instead "
+        "of text; failed images appear with an 'error' entry."
+    )
+    flags.mark_flag_as_required("model")
+
+
+def main(argv: list[str]) -> int:
+    image_paths = argv[1:]
+    if not image_paths:
+        raise app.UsageError("name at least one image file after the flags", exitcode=2)
+    try:
+        model_dir = resolve_saved_model_dir(FLAGS.model)
+        classifier = load_classifier(model_dir)
+    except PredictError as error:
+        print(f"predict: {error}", file=sys.stderr)
+        return 1
+    results = []
+    failed = False
+    for image_path in image_paths:
+        try:
+            predictions = classify_file(classifier, image_path)
+        except PredictError as error:
+            failed = True
+            print(f"predict: {error}", file=sys.stderr)
+            results.append({"image": image_path, "error": str(error)})
+            continue
+        results.append({"image": image_path, "predictions": predictions})
+        if not FLAGS.json:
+            print(format_predictions(image_path, predictions), flush=True)
+    if FLAGS.json:
+        print(json.dumps({"model": model_dir, "results": results}, indent=2))
+    return 1 if failed else 0
+
+
+def run() -> None:
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,196 @@
+"""The serving signatures: what TensorFlow Serving runs on a request, in TensorFlow ops only.
+
+Two signatures share one output head:
+
+    serving_default   image_bytes: string [N], encoded JPEG/PNG/GIF/BMP images
+    predict_images    images: float32 [N, S, S, 3], already through `preprocess_for_eval`
+
+    outputs  probabilities float32 [N, C]   softmax of the logits
+             classes       int64   [N, K]   top-K class ids, best first (K = min(5, C))
+             scores        float32 [N, K]   their probabilities
+             synsets       string  [N, K]   their WordNet ids (or class names)
+
+`serving_default` decodes and crops inside the graph with `data.preprocess_for_eval`, the very
+function the evaluation pipeline runs, so what the server answers for an image is what
+evaluation measured for it (the idea of the TF Model Garden's `image_bytes` export). Every
+image is decoded on its own under `tf.map_fn`, so one request may mix sizes and formats; an
+undecodable image fails its request with InvalidArgument and leaves the model untouched.
+
+On TF Serving's REST API, a JSON `{"b64": "..."}` value is base64-decoded for any string
+input (tensorflow_serving/util/json_tensor.cc, `FillTensorProto`); the `_bytes` name suffix
+only decides whether a string *output* is written back as b64. The input is still named
+`image_bytes`, the name Cloud ML Engine clients expect for encoded images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import tensorflow as tf
+
+from alexnet_tf import data, imagenet
+
+if TYPE_CHECKING:  # predict.py imports this module and should not pay for importing Keras.
+    import keras
+
+DEFAULT_SIGNATURE = "serving_default"
+IMAGES_SIGNATURE = "predict_images"
+IMAGE_BYTES_INPUT = "image_bytes"
+IMAGES_INPUT = "images"
+TOP_K = 5
+# The name of the classes below `label_offset`: TF-slim's 1001-class ImageNet models keep
+# class 0 for "background" and the 1000 synsets at 1..1000 (the records' --label_offset=1).
+BACKGROUND = "background"
+
+
+class ClassListError(ValueError):
+    """A class list (synsets file) that does not fit the model."""
+
+
+def read_class_list(path: str) -> list[str]:
+    """Class names in label order: a text file with one a line, or a JSON list of names.
+
+    Only models trained on other data need one: the converter always writes ImageNet label
+    ids, so a model trained on its records has the 1000 ImageNet classes.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise ClassListError(f"{path}: cannot read the class list: {error.strerror}") from None
+    if path.endswith(".json"):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ClassListError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(names, list) or not all(
+            isinstance(name, str) and name.strip() for name in names
+        ):
+            raise ClassListError(f"{path}: expected a JSON list of non-empty class names")
+        names = [name.strip() for name in names]
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise ClassListError(f"{path}: the class list is empty")
+    if len(set(names)) != len(names):
+        raise ClassListError(f"{path}: the class list names a class twice")
+    return names
+
+
+def class_labels(
+    num_classes: int, *, label_offset: int = 0, synsets_file: str | None = None
+) -> list[str]:
+    """The name the server reports for each of the model's classes.
+
+    The model's class i is the class of 0-based label i - label_offset; classes below the
+    offset are "background". Our input pipeline already subtracts the records' offset, so a
+    model trained here needs label_offset=0 (the default); a 1001-class model trained on the
+    raw 1..1000 labels needs label_offset=1. Names come from `synsets_file` when given, from
+    ImageNet's synset list when the model has 1000 classes past the offset, and are
+    "class_<i>" otherwise.
+    """
+    if num_classes < 1:
+        raise ClassListError(f"the model has {num_classes} classes")
+    if not 0 <= label_offset < num_classes:
+        raise ClassListError(
+            f"label_offset must be in [0, {num_classes}) for a {num_classes}-class model, "
+            f"got {label_offset}"
+        )
+    named_classes = num_classes - label_offset
+    if synsets_file is not None:
+        names = read_class_list(synsets_file)
+        if len(names) != named_classes:
+            raise ClassListError(
+                f"{synsets_file}: lists {len(names)} classes, but the model has {num_classes} "
+                f"classes and label_offset={label_offset}, so it needs {named_classes}"
+            )
+    elif named_classes == imagenet.NUM_CLASSES:
+        names = list(imagenet.synsets())
+    else:
+        return [f"class_{index}" for index in range(num_classes)]
+    return [BACKGROUND] * label_offset + names
+
+
+def _classifier_outputs(
+    model: keras.Model, images: tf.Tensor, labels: tf.Tensor
+) -> dict[str, tf.Tensor]:
+    # build_alexnet's fc8 returns float32 under any mixed policy; the cast keeps the softmax
+    # and the answers float32 for a model (or .keras file) that returns bfloat16 logits.
+    logits = tf.cast(model(images, training=False), tf.float32)
+    probabilities = tf.nn.softmax(logits, axis=-1)
+    top_k = min(TOP_K, int(labels.shape[0]))
+    scores, classes = tf.math.top_k(probabilities, k=top_k, sorted=True)
+    return {
+        "probabilities": probabilities,
+        "classes": tf.cast(classes, tf.int64),
+        "scores": scores,
+        "synsets": tf.gather(labels, classes),
+    }
+
+
+def serving_functions(
+    model: keras.Model, *, image_size: int, labels: Sequence[str]
+) -> dict[str, Callable[..., dict[str, tf.Tensor]]]:
+    """The two signatures as tf.functions with fixed input signatures, keyed by name."""
+    num_classes = model.output_shape[-1]
+    if len(labels) != num_classes:
+        raise ClassListError(f"{len(labels)} class names for a {num_classes}-class model")
+    label_tensor = tf.constant(list(labels), dtype=tf.string)
+    image_spec = tf.TensorSpec([image_size, image_size, 3], tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])
+    def serve_image_bytes(image_bytes):
+        images = tf.map_fn(
+            lambda one_image: data.preprocess_for_eval(one_image, image_size),
+            image_bytes,
+            fn_output_signature=image_spec,
+        )
+        return _classifier_outputs(model, images, label_tensor)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=IMAGES_INPUT)
+        ]
+    )
+    def serve_images(images):
+        return _classifier_outputs(model, images, label_tensor)
+
+    return {DEFAULT_SIGNATURE: serve_image_bytes, IMAGES_SIGNATURE: serve_images}
+
+
+def is_saved_model_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def numeric_versions(export_base: str) -> list[int]:
+    """The version folders TF Serving sees under `export_base`, ascending.
+
+    TF Serving takes a child folder as a version only if its whole name is a number, which is
+    why exports are written under a non-numeric temporary name and renamed when complete.
+    """
+    if not os.path.isdir(export_base):
+        return []
+    return sorted(
+        int(name)
+        for name in os.listdir(export_base)
+        if name.isascii() and name.isdigit() and os.path.isdir(os.path.join(export_base, name))
+    )
+
+
+__all__ = [
+    "BACKGROUND",
+    "ClassListError",
+    "DEFAULT_SIGNATURE",
+    "IMAGES_SIGNATURE",
+    "IMAGE_BYTES_INPUT",
+    "IMAGES_INPUT",
+    "TOP_K",
+    "class_labels",
+    "is_saved_model_dir",
+    "numeric_versions",
+    "read_class_list",
+    "serving_functions",
+]
