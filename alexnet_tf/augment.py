@@ -1,0 +1,152 @@
+"""The paper's image geometry and data augmentation, as small graph-compatible ops.
+
+Krizhevsky et al. (2012), section 2: images are rescaled so the shorter side is 256 pixels.
+Section 4.1: training takes random 224x224 patches (227 in the ports that make the arithmetic
+of conv1 work) and their horizontal reflections, and adds multiples of the RGB principal
+components ("lighting"); testing averages the predictions on the four corner patches, the
+centre patch and their reflections (ten crops).
+
+Every random op here is stateless and takes an explicit `seed` of shape [2], so the input
+pipeline can hand each image its own seed and a fixed `--seed` reproduces a run.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from alexnet_tf import imagenet
+
+# Paper, section 2: "rescaled the image such that the shorter side was of length 256".
+SHORTER_SIDE = 256
+
+
+def scaled_size(height: tf.Tensor, width: tf.Tensor, shorter_side: int = SHORTER_SIDE):
+    """(height, width) after scaling the image so its shorter side is `shorter_side`.
+
+    The shorter side is set exactly (no float round-off), the longer side is rounded.
+    """
+    height = tf.cast(height, tf.float32)
+    width = tf.cast(width, tf.float32)
+    scale = shorter_side / tf.minimum(height, width)
+    new_height = tf.where(height <= width, float(shorter_side), tf.round(height * scale))
+    new_width = tf.where(width < height, float(shorter_side), tf.round(width * scale))
+    return tf.cast(new_height, tf.int32), tf.cast(new_width, tf.int32)
+
+
+def resize_shorter_side(image: tf.Tensor, shorter_side: int = SHORTER_SIDE) -> tf.Tensor:
+    """float32 image whose shorter side is `shorter_side`; bilinear, no antialiasing.
+
+    Antialiasing stays off everywhere (evaluation, serving and the training crops) so that the
+    model sees the same kind of pixels at training and test time.
+    """
+    shape = tf.shape(image)
+    new_height, new_width = scaled_size(shape[0], shape[1], shorter_side)
+    return resize_bilinear(image, tf.stack([new_height, new_width]))
+
+
+def resize_bilinear(image: tf.Tensor, size) -> tf.Tensor:
+    """float32 bilinear resize without antialiasing, the one resize used everywhere.
+
+    Casting to float first gives the same values as resizing the uint8 image, faster: 0.17 ms
+    against 0.29 ms for a 332x332 window to 227x227 on one CPU core (measured).
+    """
+    return tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear", antialias=False)
+
+
+def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+    """The central size x size patch; the image must be at least that large."""
+    shape = tf.shape(image)
+    top = (shape[0] - size) // 2
+    left = (shape[1] - size) // 2
+    return image[top : top + size, left : left + size, :]
+
+
+def random_crop_window(
+    height: tf.Tensor, width: tf.Tensor, crop_size: int, seed: tf.Tensor
+) -> tf.Tensor:
+    """[top, left, side, side] in ORIGINAL pixels of a random crop taken after scaling to 256.
+
+    A crop_size x crop_size patch of the image scaled to 256 on its shorter side covers a
+    square of side crop_size * shorter / 256 in the original image. Returning that window lets
+    the pipeline decode only it (`tf.image.decode_and_crop_jpeg`) and resize it to crop_size,
+    instead of decoding and resizing the whole image only to throw most of it away. The
+    position is uniform over all windows that fit, as the paper's crops are over the 256 image.
+    """
+    height = tf.cast(height, tf.int32)
+    width = tf.cast(width, tf.int32)
+    shorter = tf.minimum(height, width)
+    side = tf.cast(
+        tf.round(tf.cast(shorter, tf.float32) * (crop_size / SHORTER_SIDE)), tf.int32
+    )
+    side = tf.clip_by_value(side, 1, shorter)
+    top = tf.random.stateless_uniform(
+        [], seed=seed, minval=0, maxval=height - side + 1, dtype=tf.int32
+    )
+    left = tf.random.stateless_uniform(
+        [], seed=tf.random.experimental.stateless_fold_in(seed, 1),
+        minval=0, maxval=width - side + 1, dtype=tf.int32,
+    )
+    return tf.stack([top, left, side, side])
+
+
+def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Mirrors the image left-right with probability 1/2 (paper, section 4.1)."""
+    return tf.image.stateless_random_flip_left_right(image, seed=seed)
+
+
+def lighting_shift(seed: tf.Tensor, stddev: float = imagenet.PCA_NOISE_STDDEV) -> tf.Tensor:
+    """The RGB offset (0..255 scale) that PCA colour noise adds to every pixel of one image.
+
+    Paper, section 4.1: add [p1, p2, p3] [a1 l1, a2 l2, a3 l3]^T with a_i ~ N(0, 0.1) drawn
+    once per image, where p_i, l_i are the eigenvectors and eigenvalues of the RGB covariance.
+    The published eigenvalues are for 0..1 pixels, hence the factor 255.
+    """
+    alpha = tf.random.stateless_normal([3], seed=seed, stddev=stddev)
+    eigenvectors = tf.constant(imagenet.PCA_EIGENVECTORS)
+    eigenvalues = tf.constant(imagenet.PCA_EIGENVALUES)
+    return tf.linalg.matvec(eigenvectors, alpha * eigenvalues) * 255.0
+
+
+def subtract_mean(image: tf.Tensor, lighting: tf.Tensor | None = None) -> tf.Tensor:
+    """Centres pixels on the training-set mean (paper, section 2), adding `lighting` if given.
+
+    Adding the lighting shift in the same op saves a pass over every training image.
+    """
+    offset = -tf.constant(imagenet.RGB_MEAN)
+    if lighting is not None:
+        offset += lighting
+    return add_per_channel(tf.cast(image, tf.float32), offset)
+
+
+def add_per_channel(image: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
+    """`image + offset` for an [..., 3] image and a [3] offset, the same values, faster.
+
+    TensorFlow's CPU kernel broadcasts over an innermost axis of 3 slowly: 0.25-0.37 ms for one
+    227x227x3 image, a quarter of its JPEG decode. Spelling the offset out for every pixel
+    with a matmul of depth 1 (exact: each entry is 1.0 * offset) and adding elementwise takes
+    0.09 ms.
+    """
+    shape = tf.shape(image)
+    pixels = tf.reshape(image, [-1, 3])
+    per_pixel = tf.matmul(tf.ones([tf.shape(pixels)[0], 1]), offset[None, :])
+    return tf.reshape(pixels + per_pixel, shape)
+
+
+def ten_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+    """[10, size, size, C]: four corners, centre, then the same five mirrored (paper, 4.1).
+
+    Crop k + 5 is the left-right reflection of crop k, and crop 4 (the fifth) is exactly
+    `center_crop(image, size)`, which is what single-crop evaluation and serving use.
+    """
+    shape = tf.shape(image)
+    bottom = shape[0] - size
+    right = shape[1] - size
+    crops = [
+        image[:size, :size, :],
+        image[:size, right : right + size, :],
+        image[bottom : bottom + size, :size, :],
+        image[bottom : bottom + size, right : right + size, :],
+        center_crop(image, size),
+    ]
+    crops += [tf.image.flip_left_right(crop) for crop in crops]
+    return tf.stack(crops)
