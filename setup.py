@@ -28,6 +28,8 @@ setuptools.setup(
         # The exporter writes TF Serving's warmup file (PredictionLog protos) and models.config
         # (ModelServerConfig) with the protos that TF Serving itself publishes.
         "tensorflow-serving-api",
+        # keras.callbacks.TensorBoard needs it, and TensorFlow 2.21 no longer installs it.
+        "tensorboard",
     ],
     extras_require={
         "test": ["pytest"],

@@ -1,0 +1,316 @@
+"""What the trainer does around `model.fit`: checkpoints, preemption, schedules, speed, history.
+
+Why our own `tf.train.Checkpoint` + `CheckpointManager` and not `keras.callbacks.BackupAndRestore`
+(Keras 3.15): BackupAndRestore overwrites one `.weights.h5` in place and then a JSON with the
+epoch, so a kill between the two resumes the new weights under the old epoch number (an epoch
+repeated), it saves no learning-rate schedule state, its batch-level saves restart the epoch from
+its first step anyway, and it does nothing on SIGTERM. `CheckpointManager.save` writes the data
+and index files under a temporary name, renames them into place, and only then atomically
+rewrites the `checkpoint` state file that `latest_checkpoint` reads: a save killed halfway
+leaves the previous checkpoint as the latest, never a torn one. Our checkpoint holds the model,
+the optimizer (momentum and step count), the schedule's state and where in training it was
+taken, so a resumed run repeats and skips nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from alexnet_tf import plotting
+
+
+class TrainingPreempted(Exception):
+    """Raised out of `fit` after a SIGTERM, once the checkpoint is safely written."""
+
+
+class TrainingCheckpoint:
+    """The complete training state, saved and restored as one atomic checkpoint.
+
+    `completed_epochs` counts whole epochs; `steps_into_epoch` is non-zero only in a checkpoint
+    written on preemption, together with the training metrics of those steps, so the resumed
+    run finishes the epoch with its remaining steps and reports metrics for the whole epoch.
+    """
+
+    def __init__(self, directory: str, *, model, optimizer, schedule, max_to_keep: int = 3):
+        self.completed_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.steps_into_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.partial_epoch_logs = tf.Variable("{}", dtype=tf.string, trainable=False)
+        self._checkpoint = tf.train.Checkpoint(
+            model=model,
+            optimizer=optimizer,
+            schedule=schedule,
+            completed_epochs=self.completed_epochs,
+            steps_into_epoch=self.steps_into_epoch,
+            partial_epoch_logs=self.partial_epoch_logs,
+        )
+        self._manager = tf.train.CheckpointManager(
+            self._checkpoint, directory, max_to_keep=max_to_keep
+        )
+
+    def restore_latest(self) -> str | None:
+        """Restores the newest complete checkpoint; returns its path, or None to start afresh."""
+        path = self._manager.latest_checkpoint
+        if path:
+            self._checkpoint.restore(path).assert_existing_objects_matched()
+        return path
+
+    def save(
+        self, *, completed_epochs: int, steps_into_epoch: int = 0, partial_logs: dict | None = None
+    ) -> str:
+        self.completed_epochs.assign(completed_epochs)
+        self.steps_into_epoch.assign(steps_into_epoch)
+        self.partial_epoch_logs.assign(json.dumps(partial_logs or {}))
+        return self._manager.save()
+
+    def partial_logs(self) -> dict:
+        return json.loads(self.partial_epoch_logs.numpy().decode("utf-8"))
+
+
+def combine_means(first: dict, first_steps: int, second: dict, second_steps: int) -> dict:
+    """Per-key step-weighted mean of two runs of the same epoch (equal batches, so exact)."""
+    total = first_steps + second_steps
+    if not first or first_steps == 0:
+        return dict(second)
+    return {
+        key: (first[key] * first_steps + second[key] * second_steps) / total
+        for key in second
+        if key in first
+    }
+
+
+def _training_logs(logs: dict) -> dict:
+    """The running training metrics in a batch's logs (not validation, not our own additions)."""
+    return {
+        key: float(value)
+        for key, value in logs.items()
+        if not key.startswith("val_") and key not in ("learning_rate", "images_per_second")
+    }
+
+
+def write_json_atomically(path: str, content) -> None:
+    temporary = path + ".tmp"
+    with tf.io.gfile.GFile(temporary, "w") as handle:
+        handle.write(json.dumps(content, indent=1) + "\n")
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def load_history(path: str, completed_epochs: int) -> list[dict]:
+    """The per-epoch records of the epochs the checkpoint covers.
+
+    history.json is written just before each epoch's checkpoint, so after a kill it can hold
+    one epoch more than the checkpoint; that epoch will run again and must not appear twice.
+    """
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as handle:
+        history = json.load(handle)
+    return [record for record in history if record["epoch"] <= completed_epochs]
+
+
+class LearningRateFromSchedule(keras.callbacks.Callback):
+    """Sets the rate when an epoch begins; tells the schedule the validation error at its end."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule = schedule
+        self._epoch_learning_rate = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_learning_rate = self.schedule.learning_rate(epoch)
+        self.model.optimizer.learning_rate.assign(self._epoch_learning_rate)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["learning_rate"] = self._epoch_learning_rate
+        if "val_top1_accuracy" not in logs:
+            return
+        # Paper, section 5: the plateau rule watches the validation *error rate*.
+        if self.schedule.observe(1.0 - logs["val_top1_accuracy"]):
+            logging.info(
+                "Validation error stopped improving: learning rate %g -> %g (reduction %d)",
+                self._epoch_learning_rate,
+                self.schedule.learning_rate(epoch + 1),
+                self.schedule.state()["reductions"],
+            )
+
+
+class Throughput(keras.callbacks.Callback):
+    """Training images per second, shown on the progress bar and logged per epoch.
+
+    Steady state only: the first `warmup_steps` steps of the process (tracing, XLA compilation,
+    filling the input pipeline's buffers) and the first step of each epoch (which follows
+    validation) are not timed.
+    """
+
+    def __init__(self, global_batch_size: int, warmup_steps: int):
+        super().__init__()
+        self.global_batch_size = global_batch_size
+        self.warmup_steps = warmup_steps
+        self._steps_seen = 0
+        self._total_images = 0
+        self._total_seconds = 0.0
+        self._epoch_images = 0
+        self._epoch_seconds = 0.0
+        self._last_step_end = None
+
+    @property
+    def steady_state_images_per_second(self) -> float | None:
+        return self._total_images / self._total_seconds if self._total_seconds else None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_images, self._epoch_seconds, self._last_step_end = 0, 0.0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        self._steps_seen += 1
+        if self._last_step_end is not None and self._steps_seen > self.warmup_steps:
+            self._epoch_seconds += now - self._last_step_end
+            self._epoch_images += self.global_batch_size
+            self._total_seconds += now - self._last_step_end
+            self._total_images += self.global_batch_size
+        self._last_step_end = now
+        if self._epoch_seconds and logs is not None:
+            logs["images_per_second"] = self._epoch_images / self._epoch_seconds
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._epoch_seconds:
+            logs["images_per_second"] = self._epoch_images / self._epoch_seconds
+
+
+class SaveEachEpoch(keras.callbacks.Callback):
+    """At each epoch's end: history.json, the training-curve PNG, then the checkpoint.
+
+    On a resumed epoch it first folds the metrics of the steps run before the preemption into
+    the epoch's logs, so the history and TensorBoard see the whole epoch.
+    """
+
+    def __init__(
+        self,
+        checkpoint: TrainingCheckpoint,
+        *,
+        history: list[dict],
+        history_path: str | None,
+        curves_path: str | None,
+        resumed_steps: int = 0,
+        resumed_logs: dict | None = None,
+    ):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.history = history
+        self.history_path = history_path
+        self.curves_path = curves_path
+        self._resumed_steps = resumed_steps
+        self._resumed_logs = resumed_logs or {}
+        self._steps_this_epoch = 0
+        self._epoch_started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._steps_this_epoch = 0
+        self._epoch_started = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps_this_epoch += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._resumed_steps:
+            logs.update(
+                combine_means(
+                    self._resumed_logs,
+                    self._resumed_steps,
+                    _training_logs(logs),
+                    self._steps_this_epoch,
+                )
+            )
+        record = {"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()}}
+        record["seconds"] = time.time() - self._epoch_started
+        if self._resumed_steps:
+            record["resumed_at_step"] = self._resumed_steps
+            self._resumed_steps, self._resumed_logs = 0, {}
+        self.history.append(record)
+        if self.history_path:
+            write_json_atomically(self.history_path, self.history)
+        if self.curves_path:
+            plotting.plot_training_curves(self.history, self.curves_path)
+        self.checkpoint.save(completed_epochs=epoch + 1)
+
+
+class CheckpointOnPreemption(keras.callbacks.Callback):
+    """On SIGTERM (how clusters and cloud VMs announce preemption): finish the running step,
+    save a checkpoint that says how far into the epoch training got, and stop.
+
+    `first_step` is where in the epoch this process started (non-zero when it is itself
+    finishing a preempted epoch), so repeated preemptions of one epoch add up correctly.
+    """
+
+    def __init__(self, checkpoint: TrainingCheckpoint, *, first_step: int = 0,
+                 earlier_logs: dict | None = None):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self._first_step = first_step
+        self._earlier_logs = earlier_logs or {}
+        self._epoch = 0
+        self._signalled = False
+        self._previous_handler = None
+
+    def _on_sigterm(self, signum, frame):
+        logging.warning("SIGTERM received: saving a checkpoint after the current step")
+        self._signalled = True
+
+    def on_train_begin(self, logs=None):
+        self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def on_train_end(self, logs=None):
+        signal.signal(signal.SIGTERM, self._previous_handler or signal.SIG_DFL)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._first_step, self._earlier_logs = 0, {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._signalled:
+            return
+        steps_this_run = batch + 1
+        steps_into_epoch = self._first_step + steps_this_run
+        partial_logs = combine_means(
+            self._earlier_logs, self._first_step, _training_logs(logs or {}), steps_this_run
+        )
+        path = self.checkpoint.save(
+            completed_epochs=self._epoch,
+            steps_into_epoch=steps_into_epoch,
+            partial_logs=partial_logs,
+        )
+        self.on_train_end()
+        raise TrainingPreempted(
+            f"preempted: saved {path} at epoch {self._epoch + 1}, step {steps_into_epoch}; "
+            "run the same command again to resume"
+        )
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends training once the optimizer has taken `train_steps` steps (--train_steps).
+
+    The epoch that reaches the cap is cut short but still validated and checkpointed.
+    """
+
+    def __init__(self, train_steps: int):
+        super().__init__()
+        self.train_steps = train_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.train_steps:
+            self.model.stop_training = True
+
+
+def epochs_for_steps(train_steps: int | None, steps_per_epoch: int, epochs: int) -> int:
+    """How many epochs --epochs and the --train_steps cap allow together."""
+    if not train_steps:
+        return epochs
+    return min(epochs, math.ceil(train_steps / steps_per_epoch))

@@ -1,0 +1,130 @@
+"""Top-1 and top-5 accuracy and error of a trained model.keras on the validation shards.
+
+    python -m alexnet_tf.evaluate --data_dir=/data/records --model=/runs/alexnet/model.keras
+    python -m alexnet_tf.evaluate --data_dir=/data/records --model=... --ten_crop
+
+By default each image is scored on its centre crop, the input the trainer validates on and the
+exported model serves. --ten_crop is the paper's test-time protocol (section 4.1): the four
+corner crops and the centre crop and their mirror images, the softmax averaged over the ten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import keras
+import tensorflow as tf
+from absl import app, flags
+
+import alexnet_tf.layers  # noqa: F401  (registers the custom layers for load_model)
+from alexnet_tf import data
+
+flags.DEFINE_string("data_dir", None, "Directory with the converter's shards.")
+flags.DEFINE_string("model", None, "The trained model, e.g. MODEL_DIR/model.keras.")
+flags.DEFINE_string("split", "validation", "Which shards to score: SPLIT-*-of-*.")
+flags.DEFINE_bool("ten_crop", False, "Average the softmax over the paper's ten crops "
+                  "(section 4.1) instead of scoring the centre crop.")
+flags.DEFINE_integer("batch_size", 100, "Images per batch (ten crops each with --ten_crop).",
+                     lower_bound=1)
+flags.DEFINE_integer("image_size", None, "Crop side. Default: the model's input size.",
+                     lower_bound=1, upper_bound=256)
+flags.DEFINE_integer("label_offset", None, "Subtracted from each record's label. Default: "
+                     "the converter's value from manifest.json, else 0.", lower_bound=0)
+flags.DEFINE_integer("max_batches", None, "Score only this many batches (quick checks).",
+                     lower_bound=1)
+flags.DEFINE_string("output_json", None, "Also write the results to this JSON file.")
+flags.mark_flags_as_required(["data_dir", "model"])
+FLAGS = flags.FLAGS
+
+
+def manifest_label_offset(data_dir: str) -> int:
+    path = os.path.join(data_dir, "manifest.json")
+    if not tf.io.gfile.exists(path):
+        return 0
+    with tf.io.gfile.GFile(path) as handle:
+        return int(json.load(handle).get("options", {}).get("label_offset", 0))
+
+
+def evaluate(
+    network: keras.Model, dataset: tf.data.Dataset, *, ten_crop: bool = False,
+    max_batches: int | None = None,
+) -> dict:
+    """Accuracy and error at top-1 and top-5 of `network` over `dataset` (images, labels).
+
+    With `ten_crop` the images are [B, 10, S, S, 3] and an image's prediction is the mean of
+    its ten softmax outputs (the paper averages the softmax, not the logits).
+    """
+
+    @tf.function
+    def probabilities(images):
+        if not ten_crop:
+            return tf.nn.softmax(network(images, training=False))
+        crops = tf.reshape(images, [-1, *images.shape[2:]])
+        crop_probabilities = tf.nn.softmax(network(crops, training=False))
+        return tf.reduce_mean(tf.reshape(crop_probabilities, [tf.shape(images)[0], 10, -1]), 1)
+
+    top1 = keras.metrics.SparseTopKCategoricalAccuracy(k=1)
+    top5 = keras.metrics.SparseTopKCategoricalAccuracy(k=5)
+    images_scored = 0
+    for batch_index, (images, labels) in enumerate(dataset):
+        if max_batches is not None and batch_index >= max_batches:
+            break
+        predicted = probabilities(images)
+        top1.update_state(labels, predicted)
+        top5.update_state(labels, predicted)
+        images_scored += int(labels.shape[0])
+    results = {"images": images_scored, "protocol": "ten-crop" if ten_crop else "centre crop"}
+    for k, metric in ((1, top1), (5, top5)):
+        accuracy = float(metric.result()) if images_scored else float("nan")
+        results[f"top{k}_accuracy"] = accuracy
+        results[f"top{k}_error"] = 1.0 - accuracy
+    return results
+
+
+def fail(message: str) -> None:
+    """One line naming the flag at fault, not a traceback."""
+    sys.stderr.write(f"Error: {message}\n")
+    sys.exit(2)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not tf.io.gfile.exists(FLAGS.model):
+        fail(f"--model={FLAGS.model} does not exist")
+    try:
+        network = keras.saving.load_model(FLAGS.model, compile=False)
+    except (ValueError, OSError) as error:
+        fail(f"--model={FLAGS.model} is not a loadable Keras model ({str(error).splitlines()[0]})")
+    pattern = os.path.join(FLAGS.data_dir, f"{FLAGS.split}-*-of-*")
+    if not tf.io.gfile.glob(pattern):
+        fail(f"--data_dir={FLAGS.data_dir} has no {FLAGS.split}-*-of-* shards")
+    image_size = FLAGS.image_size or int(network.input_shape[1])
+    label_offset = FLAGS.label_offset
+    if label_offset is None:
+        label_offset = manifest_label_offset(FLAGS.data_dir)
+    dataset = data.build_dataset(
+        pattern, training=False, batch_size=FLAGS.batch_size, image_size=image_size,
+        label_offset=label_offset, ten_crop=FLAGS.ten_crop)
+    try:
+        results = evaluate(network, dataset, ten_crop=FLAGS.ten_crop,
+                           max_batches=FLAGS.max_batches)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        sys.stderr.write(f"Error: scoring {pattern} failed: {error.message.splitlines()[0]}\n")
+        sys.exit(1)
+    results.update(model=FLAGS.model, data_dir=FLAGS.data_dir, split=FLAGS.split,
+                   image_size=image_size)
+    print(f"{results['images']} {FLAGS.split} images, {results['protocol']}, "
+          f"{image_size}x{image_size}")
+    for k in (1, 5):
+        print(f"top-{k} accuracy {results[f'top{k}_accuracy']:.4f}  "
+              f"error {results[f'top{k}_error']:.4f}")
+    if FLAGS.output_json:
+        with tf.io.gfile.GFile(FLAGS.output_json, "w") as handle:
+            handle.write(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,405 @@
+"""Trains AlexNet on the converter's TFRecords, on every GPU (or CPU replica) of the machine.
+
+    python -m alexnet_tf.train --flagfile=configs/paper.cfg \
+        --data_dir=/data/imagenet/records --model_dir=/runs/alexnet
+
+Running the same command again resumes from the newest checkpoint in --model_dir: after a
+finished run it only rewrites the outputs, after a kill it continues from the last epoch
+boundary, after a SIGTERM (preemption) from the exact step where it stopped.
+
+Writes to --model_dir: checkpoints/ (every epoch and on SIGTERM), logs/ (TensorBoard),
+history.json (one record per epoch), training_curves.png, and at the end model.keras and
+summary.json (final loss, top-1/top-5 accuracy and error, images/s, the flags).
+"""
+
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import warnings
+
+import keras
+import tensorflow as tf
+from absl import app, flags, logging
+
+from alexnet_tf import callbacks, data, distribution, imagenet, model, schedules
+
+EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
+
+_FLAGS_BEFORE = set(flags.FLAGS)
+
+# Data.
+flags.DEFINE_string("data_dir", None, "Directory with the converter's train-*-of-* and "
+                    "validation-*-of-* shards (and manifest.json).")
+flags.DEFINE_bool("use_synthetic_data", False, "Train on random images made on the device "
+                  "instead of reading --data_dir: measures the model's speed alone.")
+flags.DEFINE_integer("label_offset", None, "Subtracted from each record's label. Default: "
+                     "the converter's value from manifest.json, else 0.", lower_bound=0)
+flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch. Default: training images "
+                     "(from manifest.json, else counted) // --batch_size; 100 with synthetic "
+                     "data.", lower_bound=1)
+flags.DEFINE_integer("validation_steps", None, "Cap on validation batches per epoch. "
+                     "Default: the whole validation set.", lower_bound=1)
+flags.DEFINE_integer("shuffle_buffer", 10000, "Records in the training shuffle buffer.",
+                     lower_bound=1)
+flags.DEFINE_bool("cache_records", False, "Keep the serialized records in memory after the "
+                  "first epoch (small corpora only).")
+flags.DEFINE_bool("lighting", True, "PCA colour noise on training images (paper, 4.1).")
+# Model.
+flags.DEFINE_enum("variant", "paper", model.VARIANTS, "'paper': the 2012 two-tower network "
+                  "with LRN; 'single': the one-tower network of 'One weird trick' (torchvision).")
+flags.DEFINE_integer("num_classes", imagenet.NUM_CLASSES, "Width of the last layer; labels "
+                     "(after --label_offset) must be below it.", lower_bound=1)
+flags.DEFINE_integer("image_size", 227, "Side of the square training crop (paper: 224, in "
+                     "practice 227). At least 67 for 'paper', 63 for 'single'.",
+                     lower_bound=1, upper_bound=256)
+flags.DEFINE_float("dropout", 0.5, "Dropout rate around fc6/fc7 (paper, 4.2).",
+                   lower_bound=0.0, upper_bound=0.99)
+flags.DEFINE_enum("initialization", "paper", model.INITIALIZATIONS, "'paper': N(0, 0.01) "
+                  "kernels and some biases 1 (section 5), slow to leave chance; 'he': "
+                  "He-normal, starts learning at once.")
+flags.DEFINE_enum("grouped_conv", "auto", ("auto", "towers", "native"), "How the paper "
+                  "variant computes conv2/4/5's two groups; same weights either way.")
+# Optimization.
+flags.DEFINE_integer("batch_size", 128, "GLOBAL batch size, split evenly over the replicas "
+                     "(paper: 128).", lower_bound=1)
+flags.DEFINE_integer("epochs", 90, "Epochs to train (paper: about 90).", lower_bound=1)
+flags.DEFINE_integer("train_steps", None, "Stop after this many steps in total, cutting the "
+                     "last epoch short (for smoke runs).", lower_bound=1)
+flags.DEFINE_float("learning_rate", 0.01, "Initial learning rate (paper: 0.01).",
+                   lower_bound=0.0)
+flags.DEFINE_float("momentum", 0.9, "SGD momentum (paper: 0.9).", lower_bound=0.0,
+                   upper_bound=0.999)
+flags.DEFINE_float("weight_decay", 5e-4, "The paper's weight decay (section 5: "
+                   "v <- 0.9v - 0.0005*lr*w - lr*grad). Applied as the L2 loss term "
+                   "(weight_decay/2)*sum(w^2) on the kernels, whose gradient is "
+                   "weight_decay*w: exactly the paper's rule. Not a decoupled decay.",
+                   lower_bound=0.0)
+flags.DEFINE_enum("lr_schedule", "plateau", schedules.SCHEDULES, "'plateau': divide by "
+                  "1/--lr_decay_factor when validation error stops improving, at most "
+                  "--lr_max_reductions times (paper, 5); 'step': every --lr_step_epochs; "
+                  "'cosine': to 0 over --epochs.")
+flags.DEFINE_float("lr_decay_factor", 0.1, "Multiplier of each plateau or step reduction, "
+                   "in (0, 1).", lower_bound=1e-6, upper_bound=0.999999)
+flags.DEFINE_integer("lr_patience", 5, "Plateau: epochs without improvement before a "
+                     "reduction (the paper does not say).", lower_bound=1)
+flags.DEFINE_float("lr_min_delta", 0.001, "Plateau: the fall in validation top-1 error that "
+                   "counts as an improvement.", lower_bound=0.0)
+flags.DEFINE_integer("lr_max_reductions", 3, "Plateau: most reductions (paper: three).",
+                     lower_bound=0)
+flags.DEFINE_integer("lr_step_epochs", 30, "Step: epochs between reductions.", lower_bound=1)
+flags.DEFINE_integer("seed", None, "Seed for weights, shuffling and augmentation (slower "
+                     "input pipeline: fixed order). Default: unseeded.")
+# Hardware.
+flags.DEFINE_enum("mixed_precision", "auto", distribution.MIXED_PRECISION_CHOICES, "'auto': "
+                  "mixed_float16 on GPUs of compute capability >= 7.0, mixed_bfloat16 on CPUs "
+                  "with AMX/AVX512-BF16 and no GPU, else float32 ('none').")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step. Honoured under "
+                  "multi-replica strategies too (compiled per replica).")
+flags.DEFINE_integer("num_cpu_replicas", 0, "Split the CPU into this many logical devices "
+                     "and mirror over them (tests the multi-replica path without GPUs).",
+                     lower_bound=0)
+# Output.
+flags.DEFINE_string("model_dir", None, "Where checkpoints, logs, model.keras and summary.json "
+                    "go; a run resumes from the checkpoints here.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept in --model_dir/checkpoints.",
+                     lower_bound=1)
+flags.DEFINE_integer("throughput_warmup_steps", 20, "Steps not timed when measuring "
+                     "images/s (tracing, compilation, pipeline fill).", lower_bound=0)
+flags.DEFINE_enum("progress", "bar", ("bar", "epoch", "none"), "Keras output: a progress bar, "
+                  "one line per epoch, or nothing.")
+
+TRAINER_FLAGS = sorted(set(flags.FLAGS) - _FLAGS_BEFORE)
+FLAGS = flags.FLAGS
+flags.mark_flag_as_required("model_dir")
+flags.register_multi_flags_validator(
+    ["image_size", "variant"],
+    lambda values: values["image_size"] >= model.MINIMUM_IMAGE_SIZE[values["variant"]],
+    message="--image_size is below the smallest input of --variant "
+    f"({', '.join(f'{k}: {v}' for k, v in model.MINIMUM_IMAGE_SIZE.items())})",
+    flag_values=FLAGS)
+flags.register_multi_flags_validator(
+    ["data_dir", "use_synthetic_data"], lambda v: v["data_dir"] or v["use_synthetic_data"],
+    message="--data_dir is required unless --use_synthetic_data", flag_values=FLAGS)
+
+
+def find_shards(data_dir: str, split: str) -> list[str]:
+    return sorted(tf.io.gfile.glob(os.path.join(data_dir, f"{split}-*-of-*")))
+
+
+def read_manifest(data_dir: str) -> dict:
+    path = os.path.join(data_dir, "manifest.json")
+    if not tf.io.gfile.exists(path):
+        return {}
+    try:
+        with tf.io.gfile.GFile(path) as handle:
+            return json.load(handle)
+    except ValueError as error:
+        raise app.UsageError(f"--data_dir: {path} is not valid JSON ({error})") from None
+
+
+def count_images(manifest: dict, split: str, shards: list[str]) -> int:
+    images = manifest.get("splits", {}).get(split, {}).get("images")
+    if images is not None:
+        return int(images)
+    logging.warning("No manifest.json image count for %s: counting the records (one pass)", split)
+    dataset = tf.data.TFRecordDataset(shards, num_parallel_reads=16)
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
+def check_labels_fit(manifest: dict, label_offset: int) -> None:
+    """A label >= --num_classes would fail deep inside the loss; say so now instead."""
+    label_of = imagenet.synset_to_label()
+    synsets = {s for split in manifest.get("splits", {}).values() for s in split["classes"]}
+    labels = [label_of[s] for s in synsets if s in label_of]
+    if labels and max(labels) >= FLAGS.num_classes:
+        raise app.UsageError(
+            f"--num_classes={FLAGS.num_classes} is too small: the records hold ImageNet label "
+            f"{max(labels) + label_offset} (0-based {max(labels)})"
+        )
+
+
+def synthetic_dataset(context: tf.distribute.InputContext, *, steps: int) -> tf.data.Dataset:
+    """One random batch repeated: no decoding, so the numbers measure the model alone."""
+    batch = context.get_per_replica_batch_size(FLAGS.batch_size)
+    seed = [FLAGS.seed or 0, context.input_pipeline_id]
+    images = 60.0 * tf.random.stateless_normal([batch, FLAGS.image_size, FLAGS.image_size, 3], seed)
+    labels = tf.random.stateless_uniform([batch], seed, maxval=FLAGS.num_classes, dtype=tf.int32)
+    dataset = tf.data.Dataset.from_tensors((images, labels))
+    if not steps:
+        return dataset.repeat()
+    return dataset.repeat(distribution.batches_per_pipeline(context, steps))
+
+
+def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
+    """(training, validation, steps_per_epoch), both distributed per --batch_size over replicas."""
+    if FLAGS.use_synthetic_data:
+        steps = FLAGS.steps_per_epoch or 100
+        train = distribution.distribute(
+            strategy, lambda context: synthetic_dataset(context, steps=0))
+        validation = distribution.distribute(
+            strategy, lambda context: synthetic_dataset(context, steps=FLAGS.validation_steps or 1))
+        return train, validation, steps
+
+    data_dir = FLAGS.data_dir
+    if not tf.io.gfile.isdir(data_dir):
+        raise app.UsageError(f"--data_dir={data_dir} is not a directory")
+    for split in ("train", "validation"):
+        if not find_shards(data_dir, split):
+            raise app.UsageError(f"--data_dir={data_dir} has no {split}-*-of-* shards "
+                                 "(run tools/build_tfrecords.py first)")
+    manifest = read_manifest(data_dir)
+    label_offset = FLAGS.label_offset
+    if label_offset is None:
+        label_offset = int(manifest.get("options", {}).get("label_offset", 0))
+    check_labels_fit(manifest, label_offset)
+    steps = FLAGS.steps_per_epoch
+    if steps is None:
+        train_images = count_images(manifest, "train", find_shards(data_dir, "train"))
+        steps = train_images // FLAGS.batch_size
+        if steps == 0:
+            raise app.UsageError(f"--batch_size={FLAGS.batch_size} is more than the "
+                                 f"{train_images} training images in --data_dir={data_dir}")
+    logging.info("Data: %s, label offset %d, %d steps per epoch", data_dir, label_offset, steps)
+
+    def train_fn(context):
+        return data.build_dataset(
+            os.path.join(data_dir, "train-*-of-*"), training=True,
+            batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
+            label_offset=label_offset, shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed,
+            input_context=context, cache=FLAGS.cache_records, repeat=True,
+            lighting=FLAGS.lighting)
+
+    def validation_fn(context):
+        dataset = data.build_dataset(
+            os.path.join(data_dir, "validation-*-of-*"), training=False,
+            batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
+            label_offset=label_offset, input_context=context, cache=FLAGS.cache_records)
+        # Capped here rather than with fit's validation_steps, which would carry the
+        # iterator over from one epoch's validation to the next.
+        if FLAGS.validation_steps:
+            dataset = dataset.take(
+                distribution.batches_per_pipeline(context, FLAGS.validation_steps))
+        # No autotuning thread: Keras drops each epoch's validation iterator at the next
+        # validation, and dropping one waits for that thread's current tuning round, which
+        # the busy training threads starve. Measured on configs/demo.cfg (2 CPU cores): a
+        # 20 s stall in most epochs, doubling them; none without it.
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return dataset.with_options(options)
+
+    return (distribution.distribute(strategy, train_fn),
+            distribution.distribute(strategy, validation_fn), steps)
+
+
+def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
+    with strategy.scope():
+        network = model.build_alexnet(
+            num_classes=FLAGS.num_classes, variant=FLAGS.variant, image_size=FLAGS.image_size,
+            dropout=FLAGS.dropout, initialization=FLAGS.initialization,
+            # Paper's coefficient -> Keras L2(l): d/dw of l*sum(w^2) is 2*l*w = wd*w.
+            weight_decay=FLAGS.weight_decay / 2, grouped_conv=FLAGS.grouped_conv)
+        # Keras SGD: v <- momentum*v - lr*g; w <- w + v, with g = grad + wd*w from the L2 term:
+        # the paper's update (section 5) term for term, the learning rate inside the velocity.
+        optimizer = keras.optimizers.SGD(FLAGS.learning_rate, momentum=FLAGS.momentum)
+        per_replica_xla = FLAGS.jit_compile and strategy.num_replicas_in_sync > 1
+        network.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1_accuracy"),
+                     keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")],
+            # An explicit bool: "auto" would silently turn XLA off under any strategy.
+            jit_compile=FLAGS.jit_compile and not per_replica_xla)
+        if per_replica_xla:
+            distribution.compile_replica_step_with_xla(network)
+        # Slots exist before a restore (mixed_float16 wraps it in a LossScaleOptimizer).
+        network.optimizer.build(network.trainable_variables)
+    return network
+
+
+def final_metrics(record: dict, prefix: str) -> dict:
+    metrics = {"loss": record.get(prefix + "loss")}
+    for k in (1, 5):
+        accuracy = record.get(f"{prefix}top{k}_accuracy")
+        metrics[f"top{k}_accuracy"] = accuracy
+        metrics[f"top{k}_error"] = None if accuracy is None else 1.0 - accuracy
+    return metrics
+
+
+def train() -> dict:
+    distribution.split_cpu_into_replicas(FLAGS.num_cpu_replicas)
+    strategy = distribution.select_strategy(FLAGS.num_cpu_replicas)
+    replicas = strategy.num_replicas_in_sync
+    logging.info("Strategy: %s", distribution.describe(strategy))
+    if FLAGS.batch_size % replicas:
+        raise app.UsageError(f"--batch_size={FLAGS.batch_size} does not divide evenly over "
+                             f"{replicas} replicas")
+    policy, reason = distribution.choose_mixed_precision(FLAGS.mixed_precision)
+    keras.mixed_precision.set_global_policy(policy)
+    logging.info("Mixed precision: %s (%s)", policy, reason)
+    if FLAGS.seed is not None:
+        keras.utils.set_random_seed(FLAGS.seed)
+
+    train_data, validation_data, steps_per_epoch = make_datasets(strategy)
+    network = build_and_compile(strategy)
+    schedule = schedules.build_schedule(
+        FLAGS.lr_schedule, initial_learning_rate=FLAGS.learning_rate, epochs=FLAGS.epochs,
+        factor=FLAGS.lr_decay_factor, patience=FLAGS.lr_patience,
+        min_delta=FLAGS.lr_min_delta, max_reductions=FLAGS.lr_max_reductions,
+        step_epochs=FLAGS.lr_step_epochs)
+
+    chief = distribution.is_chief(strategy)
+    write_dir = distribution.worker_directory(FLAGS.model_dir, strategy)
+    tf.io.gfile.makedirs(write_dir)
+    checkpoint = callbacks.TrainingCheckpoint(
+        os.path.join(write_dir, "checkpoints"), model=network, optimizer=network.optimizer,
+        schedule=schedule, max_to_keep=FLAGS.keep_checkpoints)
+    try:
+        restored = checkpoint.restore_latest()
+    except (AssertionError, ValueError) as error:
+        raise app.UsageError(f"--model_dir={FLAGS.model_dir} holds a checkpoint of a different "
+                             f"model or flags ({str(error).splitlines()[0]})") from None
+    first_epoch = int(checkpoint.completed_epochs.numpy())
+    steps_done = int(checkpoint.steps_into_epoch.numpy())
+    if restored:
+        logging.info("Resuming from %s: %d epochs done, %d steps into the next", restored,
+                     first_epoch, steps_done)
+    history_path = os.path.join(FLAGS.model_dir, "history.json")
+    history = callbacks.load_history(history_path, first_epoch)
+    epochs = callbacks.epochs_for_steps(FLAGS.train_steps, steps_per_epoch, FLAGS.epochs)
+
+    throughput = callbacks.Throughput(FLAGS.batch_size, FLAGS.throughput_warmup_steps)
+    partial_logs = checkpoint.partial_logs() if steps_done else {}
+    # Order matters: the schedule sees validation error before the checkpoint saves its state.
+    callback_list = [
+        throughput,
+        callbacks.LearningRateFromSchedule(schedule),
+        callbacks.SaveEachEpoch(
+            checkpoint, history=history,
+            history_path=history_path if chief else None,
+            curves_path=os.path.join(FLAGS.model_dir, "training_curves.png") if chief else None,
+            resumed_steps=steps_done, resumed_logs=partial_logs),
+        callbacks.CheckpointOnPreemption(checkpoint, first_step=steps_done,
+                                         earlier_logs=partial_logs),
+    ]
+    if FLAGS.train_steps:
+        callback_list.append(callbacks.StopAtStep(FLAGS.train_steps))
+    if chief and importlib.util.find_spec("tensorboard"):
+        callback_list.append(keras.callbacks.TensorBoard(os.path.join(FLAGS.model_dir, "logs")))
+    elif chief:
+        logging.warning("No TensorBoard logs: the tensorboard package is not installed")
+    verbose = {"bar": 1, "epoch": 2, "none": 0}[FLAGS.progress]
+    # shuffle=False: the input pipeline shuffles; Keras cannot shuffle a tf.data pipeline.
+    fit = dict(validation_data=validation_data, callbacks=callback_list, verbose=verbose,
+               shuffle=False)
+    # Keras says this after every validation pass over a set of unknown length; ours is
+    # exactly one pass by design (the training set repeats, so it cannot run out).
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+
+    if first_epoch >= epochs:
+        logging.info("All %d epochs are done already; rewriting the outputs", epochs)
+    elif steps_done:
+        # Finish the epoch a preemption interrupted with its remaining steps only.
+        network.fit(train_data, initial_epoch=first_epoch, epochs=first_epoch + 1,
+                    steps_per_epoch=max(steps_per_epoch - steps_done, 1), **fit)
+        first_epoch += 1
+    if first_epoch < epochs and not network.stop_training:
+        network.fit(train_data, initial_epoch=first_epoch, epochs=epochs,
+                    steps_per_epoch=steps_per_epoch, **fit)
+
+    last = history[-1] if history else {}
+    rates = [r["images_per_second"] for r in history if "images_per_second" in r]
+    summary = {
+        "epochs_completed": len(history),
+        "steps_completed": int(network.optimizer.iterations.numpy()),
+        "train": final_metrics(last, ""),
+        "validation": final_metrics(last, "val_"),
+        "steady_state_training_images_per_second": throughput.steady_state_images_per_second
+        or (statistics.median(rates) if rates else None),
+        "mixed_precision": policy,
+        "mixed_precision_reason": reason,
+        "strategy": distribution.describe(strategy),
+        "replicas": replicas,
+        "global_batch_size": FLAGS.batch_size,
+        "jit_compile": FLAGS.jit_compile,
+        "learning_rate_schedule": {"name": FLAGS.lr_schedule, **schedule.state()},
+        "flags": {name: FLAGS[name].value for name in TRAINER_FLAGS},
+    }
+    if chief:
+        network.save(os.path.join(FLAGS.model_dir, "model.keras"))
+        callbacks.write_json_atomically(os.path.join(FLAGS.model_dir, "summary.json"), summary)
+    logging.info("Done: %s", json.dumps({k: summary[k] for k in ("epochs_completed", "train",
+                                                                  "validation")}))
+    return summary
+
+
+def main(argv: list[str]) -> None:
+    try:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        train()
+    except app.UsageError as error:
+        # One line naming the flag, not absl's usage dump or a TensorFlow traceback.
+        sys.stderr.write(f"Error: {error}\n")
+        sys.exit(2)
+    except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:
+        sys.stderr.write(f"Error: reading the records failed: {error.message.splitlines()[0]}\n")
+        sys.exit(1)
+    except tf.errors.InvalidArgumentError as error:
+        # Labels that do not fit the flags surface from deep inside a step; name the flag.
+        for needle, flag in (("Received a label value", "--num_classes"),
+                             ("label_offset", "--label_offset")):
+            line = next((l.strip() for l in error.message.splitlines() if needle in l), None)
+            if line:
+                sys.stderr.write(f"Error: the records' labels do not fit {flag}="
+                                 f"{FLAGS[flag[2:]].value}: {line}\n")
+                sys.exit(1)
+        raise
+    except callbacks.TrainingPreempted as error:
+        logging.warning("%s", error)
+        sys.exit(EXIT_PREEMPTED)
+
+
+if __name__ == "__main__":
+    app.run(main)

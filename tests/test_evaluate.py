@@ -1,0 +1,106 @@
+"""`python -m alexnet_tf.evaluate`: top-1/top-5 of a trained model, centre crop or ten crops."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import evaluate
+from tests.record_fixtures import write_records
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_CLASSES = 4
+VALIDATION_IMAGES = NUM_CLASSES * 4
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    environment = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=environment,
+                          capture_output=True, text=True, timeout=240)
+
+
+def printed_accuracies(stdout: str) -> dict:
+    found = dict(re.findall(r"top-(\d) accuracy (\d\.\d+)", stdout))
+    return {int(k): float(v) for k, v in found.items()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(records dir, model dir) of a short smoke-config run on one device."""
+    records = str(tmp_path_factory.mktemp("records"))
+    write_records(records, split="train", num_classes=NUM_CLASSES, images_per_class=16)
+    write_records(records, split="validation", num_classes=NUM_CLASSES, images_per_class=4,
+                  num_shards=1, seed=1)
+    model_dir = str(tmp_path_factory.mktemp("model"))
+    result = run_module("alexnet_tf.train", "--flagfile=configs/smoke.cfg", "--epochs=2",
+                        f"--data_dir={records}", f"--model_dir={model_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return records, model_dir
+
+
+def test_centre_crop_accuracy_is_the_trainers_validation_accuracy(trained, tmp_path):
+    records, model_dir = trained
+    output_json = str(tmp_path / "results.json")
+    result = run_module("alexnet_tf.evaluate", f"--data_dir={records}",
+                        f"--model={model_dir}/model.keras", "--batch_size=16",
+                        f"--output_json={output_json}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{VALIDATION_IMAGES} validation images, centre crop, 67x67" in result.stdout
+    accuracies = printed_accuracies(result.stdout)
+    with open(os.path.join(model_dir, "summary.json")) as handle:
+        validation = json.load(handle)["validation"]
+    # Same weights, same centre crops, same images: the same numbers.
+    assert accuracies[1] == pytest.approx(validation["top1_accuracy"], abs=1e-4)
+    assert accuracies[5] == pytest.approx(validation["top5_accuracy"], abs=1e-4)
+    with open(output_json) as handle:
+        results = json.load(handle)
+    assert results["top1_error"] == pytest.approx(1.0 - results["top1_accuracy"])
+    assert results["images"] == VALIDATION_IMAGES
+
+
+def test_ten_crop_scores_every_image(trained):
+    records, model_dir = trained
+    result = run_module("alexnet_tf.evaluate", f"--data_dir={records}",
+                        f"--model={model_dir}/model.keras", "--ten_crop", "--batch_size=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{VALIDATION_IMAGES} validation images, ten-crop" in result.stdout
+    accuracies = printed_accuracies(result.stdout)
+    assert 0.0 <= accuracies[1] <= 1.0
+    assert accuracies[5] == 1.0  # Four classes: every label is in the top five.
+    assert re.search(r"top-1 accuracy \d\.\d+  error \d\.\d+", result.stdout)
+
+
+def test_ten_crop_averages_the_softmax_not_the_logits():
+    """Nine crops mildly favour class 1, one crop is sure of class 0.
+
+    Averaged logits pick class 0; averaged probabilities (the paper) pick class 1.
+    """
+    size = 4
+    network = keras.Sequential([keras.Input((size, size, 3)),
+                                keras.layers.GlobalAveragePooling2D()])  # logits = channel means
+    crops = np.zeros((1, 10, size, size, 3), np.float32)
+    crops[0, :9, :, :, 1] = 1.0
+    crops[0, 9, :, :, 0] = 100.0
+    labels = np.array([1], np.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((crops, labels)).batch(1)
+    results = evaluate.evaluate(network, dataset, ten_crop=True)
+    assert results["images"] == 1
+    assert results["top1_accuracy"] == 1.0
+    centre_only = tf.data.Dataset.from_tensor_slices((crops[:, 9], labels)).batch(1)
+    assert evaluate.evaluate(network, centre_only)["top1_accuracy"] == 0.0
+
+
+def test_missing_model_is_one_line_naming_the_flag(tmp_path):
+    result = run_module("alexnet_tf.evaluate", f"--data_dir={tmp_path}",
+                        f"--model={tmp_path}/nope.keras")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"--model={tmp_path}/nope.keras does not exist" in result.stderr

@@ -1,0 +1,345 @@
+"""The trainer as a user drives it: the command line, its outputs, kills, preemption, bad flags.
+
+Runs go through `python -m alexnet_tf.train --flagfile=configs/smoke.cfg` in a subprocess, on
+tiny learnable records (tests/record_fixtures.py) at 67x67, the smallest input the paper's
+network takes. The schedule and checkpoint rules are also checked in-process, where the
+edge cases can be set up exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import callbacks, imagenet, schedules
+from tests.record_fixtures import write_records
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE_CONFIG = os.path.join(REPO_ROOT, "configs", "smoke.cfg")
+NUM_CLASSES = 4
+TRAIN_IMAGES = NUM_CLASSES * 16
+BATCH_SIZE = 16  # configs/smoke.cfg
+
+
+def trainer_command(data_dir: str, model_dir: str, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "alexnet_tf.train", f"--flagfile={SMOKE_CONFIG}",
+            f"--data_dir={data_dir}", f"--model_dir={model_dir}", *flags]
+
+
+def environment() -> dict:
+    return dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def run_trainer(data_dir: str, model_dir: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(trainer_command(data_dir, model_dir, *flags), cwd=REPO_ROOT,
+                          env=environment(), capture_output=True, text=True, timeout=240)
+
+
+def start_trainer(data_dir: str, model_dir: str, *flags: str, log_path: str) -> subprocess.Popen:
+    log = open(log_path, "w")
+    return subprocess.Popen(trainer_command(data_dir, model_dir, *flags), cwd=REPO_ROOT,
+                            env=environment(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for_epochs(model_dir: str, epochs: int, process: subprocess.Popen) -> None:
+    """Blocks until history.json lists `epochs` epochs (the trainer is then checkpointing)."""
+    path = os.path.join(model_dir, "history.json")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the trainer ended before it was interrupted"
+        if os.path.exists(path):
+            with open(path) as handle:
+                if len(json.load(handle)) >= epochs:
+                    return
+        time.sleep(0.2)
+    raise AssertionError(f"no epoch {epochs} in {path} after 180 s")
+
+
+def read_json(model_dir: str, name: str):
+    with open(os.path.join(model_dir, name)) as handle:
+        return json.load(handle)
+
+
+@pytest.fixture(scope="module")
+def records_dir(tmp_path_factory) -> str:
+    """Records written with the 1-based label convention and a converter-style manifest."""
+    directory = str(tmp_path_factory.mktemp("records"))
+    write_records(directory, split="train", num_classes=NUM_CLASSES, images_per_class=16,
+                  num_shards=2, label_offset=1)
+    write_records(directory, split="validation", num_classes=NUM_CLASSES, images_per_class=4,
+                  num_shards=1, label_offset=1, seed=1)
+    classes = {synset: 16 for synset in imagenet.synsets()[:NUM_CLASSES]}
+    manifest = {
+        "options": {"label_offset": 1},
+        "splits": {
+            "train": {"images": TRAIN_IMAGES, "classes": classes},
+            "validation": {"images": NUM_CLASSES * 4,
+                           "classes": {synset: 4 for synset in classes}},
+        },
+    }
+    with open(os.path.join(directory, "manifest.json"), "w") as handle:
+        json.dump(manifest, handle)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def two_replica_run(records_dir, tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("two_replicas"))
+    result = run_trainer(records_dir, model_dir, "--num_cpu_replicas=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir, result
+
+
+def test_two_cpu_replicas_train_and_the_loss_falls(two_replica_run):
+    model_dir, result = two_replica_run
+    assert "MirroredStrategy with 2 replica(s)" in result.stderr
+    history = read_json(model_dir, "history.json")
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+
+
+def test_summary_reports_what_the_run_did(two_replica_run):
+    model_dir, _ = two_replica_run
+    summary = read_json(model_dir, "summary.json")
+    steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE  # From the manifest's image count.
+    assert summary["epochs_completed"] == 3
+    assert summary["steps_completed"] == 3 * steps_per_epoch
+    assert summary["replicas"] == 2
+    assert summary["mixed_precision"] == "float32"
+    assert summary["global_batch_size"] == BATCH_SIZE
+    assert summary["flags"]["num_cpu_replicas"] == 2
+    assert summary["flags"]["variant"] == "paper"
+    assert summary["steady_state_training_images_per_second"] > 0
+    last = read_json(model_dir, "history.json")[-1]
+    for split, prefix in (("train", ""), ("validation", "val_")):
+        for k in (1, 5):
+            accuracy = summary[split][f"top{k}_accuracy"]
+            assert accuracy == pytest.approx(last[f"{prefix}top{k}_accuracy"])
+            assert summary[split][f"top{k}_error"] == pytest.approx(1.0 - accuracy)
+        assert summary[split]["loss"] == pytest.approx(last[f"{prefix}loss"])
+    # With 4 classes every label is in the top 5: a check that the manifest's label
+    # offset was applied (labels 1..4 unshifted would put label 4 outside the 4 logits).
+    assert summary["validation"]["top5_accuracy"] == 1.0
+    with open(os.path.join(model_dir, "training_curves.png"), "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(os.path.join(model_dir, "logs", "train"))
+    assert os.listdir(os.path.join(model_dir, "logs", "validation"))
+    import alexnet_tf.layers  # noqa: F401  (registers the custom layers)
+
+    model = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
+    assert model.output_shape == (None, NUM_CLASSES)
+
+
+def test_killed_run_resumes_from_the_last_complete_epoch(records_dir, tmp_path):
+    model_dir = str(tmp_path / "model")
+    flags = ("--steps_per_epoch=8",)
+    process = start_trainer(records_dir, model_dir, *flags, log_path=str(tmp_path / "log"))
+    try:
+        wait_for_epochs(model_dir, 1, process)
+        time.sleep(1.0)  # Into epoch 2's steps.
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+
+    result = run_trainer(records_dir, model_dir, *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming from" in result.stderr
+    history = read_json(model_dir, "history.json")
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    summary = read_json(model_dir, "summary.json")
+    assert summary["epochs_completed"] == 3
+    assert summary["steps_completed"] == 3 * 8  # No epoch repeated, none skipped.
+
+
+def test_sigterm_saves_mid_epoch_and_the_rerun_finishes_that_epoch(records_dir, tmp_path):
+    model_dir = str(tmp_path / "model")
+    flags = ("--steps_per_epoch=8",)
+    process = start_trainer(records_dir, model_dir, *flags, log_path=str(tmp_path / "log"))
+    try:
+        wait_for_epochs(model_dir, 1, process)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=60)
+    finally:
+        process.kill()
+    log = (tmp_path / "log").read_text()
+    assert returncode == 143, log[-3000:]
+    assert "preempted: saved" in log
+    saved = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    completed = int(saved.get_tensor("completed_epochs/.ATTRIBUTES/VARIABLE_VALUE"))
+    steps_into_epoch = int(saved.get_tensor("steps_into_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert completed in (1, 2)
+    assert 0 < steps_into_epoch <= 8
+
+    result = run_trainer(records_dir, model_dir, *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = read_json(model_dir, "history.json")
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    assert history[completed]["resumed_at_step"] == steps_into_epoch
+    summary = read_json(model_dir, "summary.json")
+    assert summary["steps_completed"] == 3 * 8  # Exactly the steps an uninterrupted run takes.
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (("--variant=nope",), "--variant"),
+        (("--batch_size=-1",), "--batch_size"),
+        (("--batch_size=15", "--num_cpu_replicas=2"), "--batch_size"),
+        (("--num_classes=2",), "--num_classes"),
+    ],
+)
+def test_bad_flags_give_one_line_naming_the_flag(records_dir, tmp_path, flags, named):
+    result = run_trainer(records_dir, str(tmp_path / "model"), *flags)
+    assert result.returncode in (1, 2)
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if named in line]
+    assert error_lines, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("which", ["empty", "missing"])
+def test_unusable_data_dir_gives_one_line_naming_it(tmp_path, which):
+    data_dir = tmp_path / "records"
+    if which == "empty":
+        data_dir.mkdir()
+    result = run_trainer(str(data_dir), str(tmp_path / "model"))
+    assert result.returncode in (1, 2)
+    assert "Traceback" not in result.stderr
+    assert any(f"--data_dir={data_dir}" in line for line in result.stderr.splitlines()), (
+        result.stderr[-2000:])
+
+
+def test_plateau_divides_by_ten_after_patience_at_most_three_times():
+    schedule = schedules.PlateauSchedule(0.01, patience=2, max_reductions=3)
+    errors = [0.9, 0.8, 0.8, 0.8]  # Improves twice, then two epochs without improvement.
+    reduced = [schedule.observe(error) for error in errors]
+    assert reduced == [False, False, False, True]
+    assert schedule.learning_rate(epoch=4) == pytest.approx(0.001)
+    for _ in range(20):  # A long plateau: only two more reductions.
+        schedule.observe(0.8)
+    assert schedule.state()["reductions"] == 3
+    assert schedule.learning_rate(epoch=30) == pytest.approx(1e-5)
+    assert not schedule.observe(0.7)  # An improvement resets the wait, never raises the rate.
+    assert schedule.learning_rate(epoch=31) == pytest.approx(1e-5)
+
+
+def test_step_and_cosine_schedules_follow_the_epoch():
+    step = schedules.StepSchedule(0.01, step_epochs=30, factor=0.1)
+    assert [step.learning_rate(e) for e in (0, 29, 30, 60)] == pytest.approx(
+        [0.01, 0.01, 0.001, 0.0001])
+    cosine = schedules.CosineSchedule(0.1, epochs=10)
+    assert cosine.learning_rate(0) == pytest.approx(0.1)
+    assert cosine.learning_rate(5) == pytest.approx(0.05)
+    assert cosine.learning_rate(10) == pytest.approx(0.0)
+
+
+def tiny_model_and_optimizer():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def test_plateau_state_round_trips_through_the_checkpoint(tmp_path):
+    model, optimizer = tiny_model_and_optimizer()
+    schedule = schedules.PlateauSchedule(0.01, patience=1)
+    for error in (0.5, 0.6, 0.4, 0.45):
+        schedule.observe(error)
+    checkpoint = callbacks.TrainingCheckpoint(
+        str(tmp_path), model=model, optimizer=optimizer, schedule=schedule)
+    checkpoint.save(completed_epochs=4)
+
+    model, optimizer = tiny_model_and_optimizer()
+    restored_schedule = schedules.PlateauSchedule(0.01, patience=1)
+    restored = callbacks.TrainingCheckpoint(
+        str(tmp_path), model=model, optimizer=optimizer, schedule=restored_schedule)
+    assert restored.restore_latest()
+    assert restored_schedule.state() == schedule.state()
+    assert restored_schedule.state()["reductions"] == 2
+    assert int(restored.completed_epochs.numpy()) == 4
+
+
+def test_a_torn_checkpoint_is_never_resumed_from(tmp_path):
+    model, optimizer = tiny_model_and_optimizer()
+    schedule = schedules.PlateauSchedule(0.01)
+    checkpoint = callbacks.TrainingCheckpoint(
+        str(tmp_path), model=model, optimizer=optimizer, schedule=schedule)
+    first = checkpoint.save(completed_epochs=1)
+    # What a kill in the middle of the next save leaves: data without a finished index and
+    # no update of the `checkpoint` state file.
+    (tmp_path / "ckpt-2.data-00000-of-00001").write_bytes(b"\0" * 100)
+    (tmp_path / "ckpt-2.index").write_bytes(b"truncated")
+
+    model, optimizer = tiny_model_and_optimizer()
+    resumed = callbacks.TrainingCheckpoint(
+        str(tmp_path), model=model, optimizer=optimizer, schedule=schedules.PlateauSchedule(0.01))
+    assert resumed.restore_latest() == first
+    assert int(resumed.completed_epochs.numpy()) == 1
+
+
+def test_history_drops_epochs_the_checkpoint_does_not_cover(tmp_path):
+    path = str(tmp_path / "history.json")
+    callbacks.write_json_atomically(path, [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}])
+    assert callbacks.load_history(path, completed_epochs=2) == [{"epoch": 1}, {"epoch": 2}]
+    assert callbacks.load_history(str(tmp_path / "none.json"), completed_epochs=2) == []
+
+
+def test_partial_epoch_metrics_combine_by_steps():
+    combined = callbacks.combine_means({"loss": 2.0}, 3, {"loss": 1.0}, 1)
+    assert combined == {"loss": pytest.approx(1.75)}
+
+
+PER_REPLICA_XLA_SCRIPT = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from alexnet_tf import distribution
+strategy = distribution.select_strategy(num_cpu_replicas=2)
+rng = np.random.default_rng(0)
+images = rng.normal(size=(64, 5)).astype("float32")
+labels = rng.integers(0, 3, 64).astype("int32")
+def train(per_replica_xla):
+    with strategy.scope():
+        network = keras.Sequential([
+            keras.Input((5,)),
+            keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(0.01),
+                               kernel_initializer=keras.initializers.GlorotNormal(1)),
+            keras.layers.Dense(3, kernel_initializer=keras.initializers.GlorotNormal(2))])
+        network.compile(keras.optimizers.SGD(0.1, momentum=0.9),
+                        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                        metrics=["accuracy"], jit_compile=False)
+        if per_replica_xla:
+            distribution.compile_replica_step_with_xla(network)
+    dataset = strategy.distribute_datasets_from_function(
+        lambda context: tf.data.Dataset.from_tensor_slices((images, labels)).batch(
+            context.get_per_replica_batch_size(16)))
+    history = network.fit(dataset, epochs=2, verbose=0).history
+    return history, network.get_weights()
+plain_history, plain_weights = train(False)
+xla_history, xla_weights = train(True)
+assert strategy.num_replicas_in_sync == 2
+np.testing.assert_allclose(xla_history["loss"], plain_history["loss"], rtol=1e-5)
+np.testing.assert_allclose(xla_history["accuracy"], plain_history["accuracy"])
+for xla, plain in zip(xla_weights, plain_weights):
+    np.testing.assert_allclose(xla, plain, rtol=1e-4, atol=1e-6)
+print("same")
+"""
+
+
+def test_per_replica_xla_step_trains_exactly_like_keras_step():
+    """--jit_compile under 2 replicas: same losses, metrics and weights as Keras's own step."""
+    result = subprocess.run([sys.executable, "-c", PER_REPLICA_XLA_SCRIPT], cwd=REPO_ROOT,
+                            env=environment(), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "same" in result.stdout
