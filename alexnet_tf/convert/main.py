@@ -122,6 +122,19 @@ def _prepare_output(output_dir: str) -> None:
     os.makedirs(os.path.join(output_dir, checks.CHECKS_DIR), exist_ok=True)
 
 
+def _run_resumable(workers: _Workers, stage: str, noun: str, function: Callable, tasks: list, load: Callable,
+                   *, key: Callable, size: Callable, interval: float) -> tuple[dict, int]:
+    """Results of every task (those an earlier run saved, by `load`, and the rest computed now),
+    and how many were computed now."""
+    results = {key(task): load(task) for task in tasks}
+    pending = [task for task in tasks if results[key(task)] is None]
+    if len(pending) < len(tasks):
+        logging.info("Resuming: %d of %d %s were done by an earlier run", len(tasks) - len(pending), len(tasks), noun)
+    for task, result in zip(pending, workers.run(stage, function, pending, [size(t) for t in pending], interval)):
+        results[key(task)] = result
+    return results, len(pending)
+
+
 def _run_checks(workers: _Workers, inventory: layouts.Inventory, output_dir: str, max_pixels: int,
                 interval: float) -> dict[str, tuple[list[checks.CheckedImage], list[dict]]]:
     total = sum(len(sources) for sources in inventory.sources.values())
@@ -129,13 +142,9 @@ def _run_checks(workers: _Workers, inventory: layouts.Inventory, output_dir: str
     tasks_by_split = {split: checks.plan_checks(output_dir, split, sources, max_pixels, chunk_size)
                       for split, sources in inventory.sources.items()}
     all_tasks = [task for tasks in tasks_by_split.values() for task in tasks]
-    results = {task.path: checks.load_result(task) for task in all_tasks}
-    pending = [task for task in all_tasks if results[task.path] is None]
-    if len(pending) < len(all_tasks):
-        logging.info("Resuming: %d of %d check chunks were done by an earlier run", len(all_tasks) - len(pending), len(all_tasks))
-    for task, result in zip(pending, workers.run("checking", checks.check_chunk, pending,
-                                                 [len(t.sources) for t in pending], interval)):
-        results[task.path] = result
+    results, _ = _run_resumable(workers, "checking", "check chunks", checks.check_chunk, all_tasks,
+                                checks.load_result, key=lambda task: task.path,
+                                size=lambda task: len(task.sources), interval=interval)
     return {split: checks.collect(tasks, results) for split, tasks in tasks_by_split.items()}
 
 
@@ -181,13 +190,9 @@ def convert(
                 class_text = {i.source.synset: inventory.class_text[i.source.synset] for i in shard_images}
                 tasks.append(shards.ShardTask(output_dir, split, index, shard_counts[split], shard_images,
                                               class_text, label_offset, max_pixels))
-        statuses = {task.name: shards.load_status(task) for task in tasks}
-        pending = [task for task in tasks if statuses[task.name] is None]
-        if len(pending) < len(tasks):
-            logging.info("Resuming: %d of %d shards are already complete", len(tasks) - len(pending), len(tasks))
-        for task, status in zip(pending, workers.run("writing", shards.write_shard, pending,
-                                                     [len(t.images) for t in pending], progress_interval)):
-            statuses[task.name] = status
+        statuses, written_now = _run_resumable(workers, "writing", "shards", shards.write_shard, tasks, shards.load_status,
+                                  key=lambda task: task.name, size=lambda task: len(task.images),
+                                  interval=progress_interval)
         workers.close()
     except KeyboardInterrupt:
         workers.close(terminate=True)
@@ -221,6 +226,6 @@ def convert(
         f"{sum(entry['images'] for entry in result['splits'].values()):,}",
         ", ".join(f"{split} {entry['images']:,} in {len(entry['shards'])} shards" for split, entry in result["splits"].items()),
         len(result["repaired"]), len(result["skipped"]), len(result["ignored"]),
-        listed / max(elapsed, 1e-9), progress.format_duration(elapsed), len(pending), len(tasks) - len(pending), path,
+        listed / max(elapsed, 1e-9), progress.format_duration(elapsed), written_now, len(tasks) - written_now, path,
     )
     return result
