@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import app, flags
 
 import alexnet_tf.layers  # noqa: F401  (registers the custom layers for load_model)
-from alexnet_tf import data
+from alexnet_tf import data, records
 
 flags.DEFINE_string("data_dir", None, "Directory with the converter's shards.")
 flags.DEFINE_string("model", None, "The trained model, e.g. MODEL_DIR/model.keras.")
@@ -40,11 +40,8 @@ FLAGS = flags.FLAGS
 
 
 def manifest_label_offset(data_dir: str) -> int:
-    path = os.path.join(data_dir, "manifest.json")
-    if not tf.io.gfile.exists(path):
-        return 0
-    with tf.io.gfile.GFile(path) as handle:
-        return int(json.load(handle).get("options", {}).get("label_offset", 0))
+    manifest = records.read_manifest(data_dir) or {}
+    return int(manifest.get("options", {}).get("label_offset", 0))
 
 
 def evaluate(
@@ -104,7 +101,10 @@ def main(argv: list[str]) -> None:
     image_size = FLAGS.image_size or int(network.input_shape[1])
     label_offset = FLAGS.label_offset
     if label_offset is None:
-        label_offset = manifest_label_offset(FLAGS.data_dir)
+        try:
+            label_offset = manifest_label_offset(FLAGS.data_dir)
+        except ValueError as error:
+            fail(f"--data_dir: {error}")
     dataset = data.build_dataset(
         pattern, training=False, batch_size=FLAGS.batch_size, image_size=image_size,
         label_offset=label_offset, ten_crop=FLAGS.ten_crop)

@@ -8,6 +8,8 @@ labels. Shards are named `train-00000-of-01024` and `validation-00000-of-00128`.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 import tensorflow as tf
 
@@ -27,10 +29,27 @@ BBOX_XMAX = "image/object/bbox/xmax"
 BBOX_YMAX = "image/object/bbox/ymax"
 
 SPLITS = ("train", "validation")
+MANIFEST_NAME = "manifest.json"
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
     return f"{split}-{index:05d}-of-{num_shards:05d}"
+
+
+def read_manifest(records_dir: str) -> dict | None:
+    """The converter's manifest.json in `records_dir`, or None if there is none.
+
+    Read through tf.io.gfile so records on gs:// or hdfs:// work too. Invalid JSON is a
+    ValueError naming the file: a damaged manifest must not be mistaken for a missing one.
+    """
+    path = os.path.join(records_dir, MANIFEST_NAME)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as handle:
+            return json.load(handle)
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from alexnet_tf import callbacks, data, distribution, imagenet, model, schedules
+from alexnet_tf import callbacks, data, distribution, imagenet, model, records, schedules
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
 
@@ -129,14 +129,10 @@ def find_shards(data_dir: str, split: str) -> list[str]:
 
 
 def read_manifest(data_dir: str) -> dict:
-    path = os.path.join(data_dir, "manifest.json")
-    if not tf.io.gfile.exists(path):
-        return {}
     try:
-        with tf.io.gfile.GFile(path) as handle:
-            return json.load(handle)
+        return records.read_manifest(data_dir) or {}
     except ValueError as error:
-        raise app.UsageError(f"--data_dir: {path} is not valid JSON ({error})") from None
+        raise app.UsageError(f"--data_dir: {error}") from None
 
 
 def count_images(manifest: dict, split: str, shards: list[str]) -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole path on the built-in demo corpus, on a fresh machine with Python 3.11:
 #   raw images -> TFRecords -> training -> SavedModel -> predictions.
-#   bash tools/demo.sh [WORK_DIR]      (default: ./demo_run; about 10-15 minutes on 2 CPU cores)
+#   bash tools/demo.sh [WORK_DIR]      (default: ./demo_run; about 5 minutes on 2 CPU cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"

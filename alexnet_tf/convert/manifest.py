@@ -8,8 +8,6 @@ Timings are logged, not stored, for the same reason.
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
 import os
 
 import tensorflow as tf
@@ -17,9 +15,9 @@ import tensorflow as tf
 from alexnet_tf import __version__, imagenet, records
 from alexnet_tf.convert import progress
 from alexnet_tf.convert.layouts import Inventory
-from alexnet_tf.convert.shards import ShardTask
+from alexnet_tf.convert.shards import ShardTask, sha256_and_size
 
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = records.MANIFEST_NAME
 
 
 def build_manifest(
@@ -74,14 +72,10 @@ def write_manifest(output_dir: str, manifest: dict) -> str:
 
 
 def read_manifest(output_dir: str) -> dict:
-    path = os.path.join(output_dir, MANIFEST_NAME)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise ValueError(f"{path} does not exist: run the conversion first") from None
-    except ValueError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    manifest = records.read_manifest(output_dir)
+    if manifest is None:
+        raise ValueError(f"{os.path.join(output_dir, MANIFEST_NAME)} does not exist: run the conversion first")
+    return manifest
 
 
 def _check_records(path: str, label_offset: int) -> tuple[int, list[str]]:
@@ -116,14 +110,6 @@ def _check_records(path: str, label_offset: int) -> tuple[int, list[str]]:
     return count, problems
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_output(output_dir: str) -> tuple[int, list[str]]:
     """Reads every shard back; returns (records checked, problems). No problems means intact."""
     manifest = read_manifest(output_dir)
@@ -135,7 +121,7 @@ def verify_output(output_dir: str) -> tuple[int, list[str]]:
             if not os.path.isfile(path):
                 problems.append(f"{shard['shard']}: missing")
                 continue
-            if os.path.getsize(path) != shard["bytes"] or _sha256(path) != shard["sha256"]:
+            if (shard["sha256"], shard["bytes"]) != sha256_and_size(path):
                 problems.append(f"{shard['shard']}: sha256 does not match the manifest (the file changed or is corrupt)")
             count, record_problems = _check_records(path, label_offset)
             checked += count

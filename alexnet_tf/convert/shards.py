@@ -124,13 +124,15 @@ def _jpeg_bytes(image: CheckedImage, data: bytes, max_pixels: int) -> bytes:
         raise InputChanged(f"{image.source.origin}: {error}") from error
 
 
-def _sha256_and_size(path: str) -> tuple[str, int]:
+def sha256_and_size(path: str, sync: bool = False) -> tuple[str, int]:
+    """What the manifest records of a shard; `sync` also forces the file to disk first."""
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as handle:
+        if sync:
+            os.fsync(handle.fileno())
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
-        os.fsync(handle.fileno())
     return digest.hexdigest(), size
 
 
@@ -177,7 +179,7 @@ def _write_shard(task: ShardTask) -> dict:
     finally:
         for handle in open_archives.values():
             handle.close()
-    sha256, size = _sha256_and_size(temporary)
+    sha256, size = sha256_and_size(temporary, sync=True)
     os.replace(temporary, task.path)
     status = {
         "shard": task.name,
