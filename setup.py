@@ -34,6 +34,8 @@ setuptools.setup(
     extras_require={
         "test": ["pytest"],
         "gpu": ["tensorflow[and-cuda]>=2.21"],
+        # The peer that benchmarks/train_throughput.py measures against; never needed to run us.
+        "bench": ["torch==2.13.0"],
     },
     entry_points={
         "console_scripts": [
