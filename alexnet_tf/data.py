@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from alexnet_tf import augment, records
 
+
 def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
     """uint8 [H, W, 3] from JPEG, PNG, GIF (first frame) or BMP bytes.
 
