@@ -16,7 +16,6 @@ def init_worker(images_done) -> None:
     """Runs once per worker process (and in the parent when it works alone)."""
     global _images_done
     _images_done = images_done
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def count_images(count: int) -> None:
