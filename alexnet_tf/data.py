@@ -11,6 +11,8 @@ tf.data performance guide (https://www.tensorflow.org/guide/data_performance).
 
 from __future__ import annotations
 
+import random
+
 import tensorflow as tf
 
 from alexnet_tf import augment, records
@@ -121,6 +123,135 @@ def _labels(raw_label: tf.Tensor, label_offset: int) -> tf.Tensor:
         return tf.identity(label)
 
 
+# Seeds of one pass over the data: (base seed, epoch, repetition within the epoch) packed into
+# one int64, so every pass of every epoch shuffles and augments differently, reproducibly.
+_EPOCH_BITS = 20
+_PASS_BITS = 10
+_RECORD_BITS = 32  # record position within its file, in the per-record key
+
+
+def shards_by_file(num_files: int, num_pipelines: int) -> bool:
+    """Whether n pipelines split the input by file (tf.data's FILE policy) or by record (DATA).
+
+    By file when the files divide evenly over the pipelines: then each reads only its own
+    files, and since the converter balances its shards to within one record, every pipeline
+    holds the same share. Otherwise by record: each pipeline reads every file and keeps every
+    n-th record, more reading for the same balance (an uneven split would leave some workers
+    short of batches at an epoch's end and others waiting for them).
+    """
+    return num_pipelines > 1 and num_files % num_pipelines == 0
+
+
+def _pass_seed(base_seed: tf.Tensor, epoch: tf.Tensor, repetition: tf.Tensor) -> tf.Tensor:
+    base_seed = tf.cast(base_seed, tf.int64) % (1 << (63 - _EPOCH_BITS - _PASS_BITS))
+    epoch = tf.cast(epoch, tf.int64) % (1 << _EPOCH_BITS)
+    repetition = tf.cast(repetition, tf.int64) % (1 << _PASS_BITS)
+    return base_seed * (1 << (_EPOCH_BITS + _PASS_BITS)) + epoch * (1 << _PASS_BITS) + repetition
+
+
+def _keyed_records(files: tf.data.Dataset, *, cycle_length: int, deterministic: bool):
+    """(serialized record, key) pairs, where key = file index << 32 | position in the file.
+
+    The key names a record whatever the sharding, the worker count or the read order, so
+    the augmentation drawn from it is the same for that record on one machine or eight.
+    """
+
+    def read(file_index, path):
+        return tf.data.TFRecordDataset(path).enumerate().map(
+            lambda position, record: (record, file_index * (1 << _RECORD_BITS) + position)
+        )
+
+    return files.interleave(
+        read, cycle_length=cycle_length, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+
+
+def _training_records(
+    files: list[str],
+    *,
+    num_pipelines: int,
+    pipeline_id: int,
+    shuffle_buffer: int,
+    base_seed: int,
+    deterministic: bool,
+    cache: bool,
+    records_per_epoch: int | None,
+    repeat: bool,
+    first_epoch: int,
+    skip_records: int,
+) -> tf.data.Dataset:
+    """(serialized record, [2] augmentation seed) for training, epoch after epoch.
+
+    Each pass over the data is a function of (base seed, epoch, repetition): its file order,
+    its shuffle and each record's augmentation seed. So, with a fixed seed, a run resumed at
+    epoch e (and `skip_records` into it) reads exactly what an uninterrupted run reads there,
+    and with record sharding the n pipelines' shares of each step add up to the very global
+    batch a single pipeline would draw (the common order is shuffled before it is dealt).
+    """
+    shard_by_file = shards_by_file(len(files), num_pipelines)
+    shard_by_record = num_pipelines > 1 and not shard_by_file
+    # Without a seed the workers draw different orders, so each may only shuffle its own deal.
+    shuffle_before_dealing = shard_by_record and deterministic
+    cycle_length = min(len(files), 16)
+    # The sorted list, so every pipeline sees the same list before it takes its shard.
+    indexed_files = tf.data.Dataset.from_tensor_slices(
+        (tf.range(len(files), dtype=tf.int64), files)
+    )
+    if shard_by_file:
+        indexed_files = indexed_files.shard(num_pipelines, pipeline_id)
+
+    def deal(records):
+        return records.shard(num_pipelines, pipeline_id) if shard_by_record else records
+
+    cached = None
+    if cache:
+        cached = _keyed_records(
+            indexed_files, cycle_length=cycle_length,
+            deterministic=deterministic or shard_by_record)
+        if not shuffle_before_dealing:
+            cached = deal(cached)
+        cached = cached.cache()
+
+    def one_pass(pass_seed):
+        if cached is not None:
+            records = cached
+        else:
+            records = _keyed_records(
+                indexed_files.shuffle(len(files), seed=pass_seed),
+                cycle_length=cycle_length,
+                # Dealing by record needs the same order in every pipeline.
+                deterministic=deterministic or shard_by_record)
+            if not shuffle_before_dealing:
+                records = deal(records)
+        records = records.shuffle(shuffle_buffer, seed=pass_seed)
+        if shuffle_before_dealing:
+            records = deal(records)
+        return records.map(
+            lambda record, key: (record, tf.stack([pass_seed, key])),
+            num_parallel_calls=None)
+
+    def one_epoch(epoch, salt):
+        passes = tf.data.Dataset.range(1 << _PASS_BITS)
+        if records_per_epoch is None:
+            passes = passes.take(1)
+        records = passes.flat_map(
+            lambda repetition: one_pass(_pass_seed(base_seed + salt, epoch, repetition)))
+        if records_per_epoch is not None:
+            records = records.take(records_per_epoch)
+        return records
+
+    if not repeat:
+        # Iterating the same dataset again (a custom loop's next epoch) draws new crops and
+        # a new order, reproducibly for a fixed seed.
+        salts = tf.data.Dataset.random(seed=base_seed, rerandomize_each_iteration=True)
+        epoch = tf.constant(first_epoch, tf.int64)
+        return salts.take(1).flat_map(lambda salt: one_epoch(epoch, salt))
+    epochs = tf.data.Dataset.range(first_epoch, 1 << _EPOCH_BITS)
+    dataset = epochs.flat_map(lambda epoch: one_epoch(epoch, tf.constant(0, tf.int64)))
+    return dataset.skip(skip_records) if skip_records else dataset
+
+
 def build_dataset(
     file_pattern: str,
     *,
@@ -136,6 +267,9 @@ def build_dataset(
     cache: bool = False,
     repeat: bool = False,
     lighting: bool = True,
+    first_epoch: int = 0,
+    batches_per_epoch: int | None = None,
+    skip_batches: int = 0,
 ) -> tf.data.Dataset:
     """(images, labels) batches from the converter's TFRecord shards.
 
@@ -146,15 +280,22 @@ def build_dataset(
     Distribution: with `input_context` (from `strategy.distribute_datasets_from_function`),
     `batch_size` is the GLOBAL batch, each pipeline yields per-replica batches
     (`input_context.get_per_replica_batch_size`), and pipeline i of n keeps
-      - the files i, i+n, i+2n, ... of the sorted file list when there are at least n files
-        (no pipeline reads what it throws away), otherwise
-      - the records i, i+n, ... of the deterministic interleaving of all files.
-    Either way the n pipelines together see every record exactly once per epoch. tf.data's
+      - the files i, i+n, i+2n, ... of the sorted file list when the files divide evenly over
+        the n pipelines (no pipeline reads what it throws away: tf.data's FILE policy),
+      - otherwise the records i, i+n, ... of a common order of all records (the DATA policy);
+    see `shards_by_file`. Either way the n pipelines together see every record exactly once per epoch. tf.data's
     own auto-sharding is switched off, since this has sharded already.
 
-    Order: training shuffles the files and the records and lets parallel reads and maps finish
-    out of order for speed; with a `seed` the order and every augmentation draw are fixed (at
-    some cost in speed). Evaluation reads in file order and yields every record once.
+    Training epochs (with `repeat`): epoch e is a function of (`seed`, e) alone: its file
+    and record order, and each record's crop, mirror and lighting draw (keyed by the record,
+    not by its position). `batches_per_epoch` fixes how many batches each epoch yields (passes
+    over the data are added or cut to fit), `first_epoch` and `skip_batches` start the stream
+    where a resumed run left off. With a `seed` that makes resuming exact and, with record
+    sharding, makes the global batch of every step the one a single pipeline would give; the
+    parallel reads and maps then keep their order, at some cost in speed. Without a seed
+    the order is left free for speed and each run draws its own.
+
+    Evaluation reads in file order and yields every record once.
 
     `cache` keeps the serialized records in memory after the first epoch (for small corpora);
     decoding and augmentation still run every epoch, so training crops stay random.
@@ -177,39 +318,18 @@ def build_dataset(
     per_replica_batch = (
         input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
     )
-    shard_by_file = num_pipelines > 1 and len(files) >= num_pipelines
-    shard_by_record = num_pipelines > 1 and not shard_by_file
-
-    # The sorted list, so every pipeline sees the same list before it takes its shard; it is
-    # shuffled after sharding (a per-pipeline shuffle before it would overlap the shards).
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if shard_by_file:
-        dataset = dataset.shard(num_pipelines, pipeline_id)
-    if training and not shard_by_record:
-        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(files), 16),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        # Sharding by record needs the same record order in every pipeline.
-        deterministic=deterministic or shard_by_record,
-    )
-    if shard_by_record:
-        dataset = dataset.shard(num_pipelines, pipeline_id)
-    if cache:
-        dataset = dataset.cache()
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-
     parse_spec = records.PARSE_SPEC
+
     if training:
-        # One independent [2] seed per image; `rerandomize_each_iteration` gives each epoch
-        # new crops even when `seed` is fixed, and each pipeline gets a stream of its own.
-        stream_seed = None if seed is None else seed * num_pipelines + pipeline_id
-        seeds = tf.data.Dataset.random(seed=stream_seed, rerandomize_each_iteration=True)
-        seeds = seeds.batch(2)
+        if seed is None:
+            seed = random.SystemRandom().randrange(1 << 31)
+        dataset = _training_records(
+            files, num_pipelines=num_pipelines, pipeline_id=pipeline_id,
+            shuffle_buffer=shuffle_buffer, base_seed=seed, deterministic=deterministic,
+            cache=cache, repeat=repeat, first_epoch=first_epoch,
+            records_per_epoch=batches_per_epoch and batches_per_epoch * per_replica_batch,
+            skip_records=skip_batches * per_replica_batch,
+        )
 
         def parse_and_augment(serialized, image_seed):
             example = tf.io.parse_single_example(serialized, parse_spec)
@@ -218,11 +338,23 @@ def build_dataset(
             )
             return image, _labels(example[records.LABEL], label_offset)
 
-        dataset = tf.data.Dataset.zip(dataset, seeds)
         dataset = dataset.map(
             parse_and_augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
         )
     else:
+        shard_by_file = shards_by_file(len(files), num_pipelines)
+        dataset = tf.data.Dataset.from_tensor_slices(files)
+        if shard_by_file:
+            dataset = dataset.shard(num_pipelines, pipeline_id)
+        dataset = dataset.interleave(
+            tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if num_pipelines > 1 and not shard_by_file:
+            dataset = dataset.shard(num_pipelines, pipeline_id)
+        if cache:
+            dataset = dataset.cache()
+        if repeat:
+            dataset = dataset.repeat()
         preprocess = preprocess_for_ten_crop if ten_crop else preprocess_for_eval
 
         def parse_and_preprocess(serialized):
@@ -242,4 +374,3 @@ def build_dataset(
             tf.data.experimental.AutoShardPolicy.OFF
         )
     return dataset.with_options(options)
-

@@ -284,6 +284,12 @@ def _image_keys(images):
     return [image.tobytes() for image in images]
 
 
+def test_files_are_dealt_out_only_when_they_divide_evenly():
+    assert data.shards_by_file(1024, 8) and data.shards_by_file(4, 2)
+    assert not data.shards_by_file(1024, 3) and not data.shards_by_file(1, 2)
+    assert not data.shards_by_file(16, 1)  # one pipeline: nothing to split
+
+
 @pytest.mark.parametrize("num_shards", [2, 1], ids=["by_file", "by_record"])
 def test_two_pipelines_read_disjoint_halves_that_cover_everything(tmp_path, num_shards):
     write_records(str(tmp_path), num_classes=3, images_per_class=4, num_shards=num_shards,
@@ -308,3 +314,57 @@ def test_two_pipelines_read_disjoint_halves_that_cover_everything(tmp_path, num_
     assert len(halves[0]) == len(halves[1]) == 6
     assert not set(halves[0]) & set(halves[1])
     assert sorted(halves[0] + halves[1]) == sorted(_image_keys(everything))
+
+
+def _batches(dataset, count):
+    return [images.numpy() for images, _ in dataset.take(count)]
+
+
+def test_a_resumed_stream_reads_what_the_uninterrupted_one_reads(corpus):
+    """Epoch e (and step k of it) depends on the seed and e alone: resuming repeats nothing."""
+
+    def stream(**resume):
+        return data.build_dataset(
+            corpus, label_offset=1, training=True, batch_size=4, image_size=SMALL, seed=11,
+            repeat=True, batches_per_epoch=3, **resume)
+
+    uninterrupted = _batches(stream(), 9)  # three epochs of three batches
+    from_epoch_1 = _batches(stream(first_epoch=1), 6)
+    from_epoch_1_step_2 = _batches(stream(first_epoch=1, skip_batches=2), 4)
+    np.testing.assert_array_equal(np.stack(from_epoch_1), np.stack(uninterrupted[3:]))
+    np.testing.assert_array_equal(np.stack(from_epoch_1_step_2), np.stack(uninterrupted[5:]))
+    # 20 records, 12 per epoch: each epoch is its own shuffle and its own crops.
+    assert not np.array_equal(uninterrupted[0], uninterrupted[3])
+
+
+def test_an_epoch_longer_than_the_data_takes_another_pass(corpus):
+    dataset = data.build_dataset(
+        corpus, label_offset=1, training=True, batch_size=4, image_size=SMALL, seed=2,
+        repeat=True, batches_per_epoch=8)  # 32 images from 20 records
+    epoch = np.concatenate(_batches(dataset, 8))
+    assert len({image.tobytes() for image in epoch}) == 32  # no crop drawn twice
+
+
+@pytest.mark.parametrize("num_shards", [1, 3, 4], ids=["one_file", "uneven", "by_file"])
+def test_two_pipelines_train_on_every_record_once_per_epoch(tmp_path, num_shards):
+    """With one shard, the pipelines' per-replica batches of each step also make up exactly
+    the global batch a single pipeline yields: the same step on one machine or two."""
+    write_records(str(tmp_path), num_classes=4, images_per_class=6, num_shards=num_shards,
+                  min_side=40, max_side=60)
+    pattern = str(tmp_path / "train-*")
+    arguments = dict(training=True, batch_size=8, image_size=32, seed=4, repeat=True,
+                     batches_per_epoch=3, lighting=False)
+    single = _batches(data.build_dataset(pattern, **arguments), 3)
+    shares = []
+    for pipeline_id in range(2):
+        context = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2)
+        shares.append(_batches(data.build_dataset(pattern, input_context=context, **arguments), 3))
+    assert all(batch.shape[0] == 4 for share in shares for batch in share)
+    both = [np.concatenate([shares[0][step], shares[1][step]]) for step in range(3)]
+    epoch_keys = sorted(image.tobytes() for batch in both for image in batch)
+    assert len(set(epoch_keys)) == 24  # all 24 records, none twice
+    assert epoch_keys == sorted(image.tobytes() for batch in single for image in batch)
+    if num_shards != 4:  # dealt by record
+        for step in range(3):
+            assert sorted(_image_keys(both[step])) == sorted(_image_keys(single[step]))
