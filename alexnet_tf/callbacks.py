@@ -38,7 +38,8 @@ class TrainingCheckpoint:
     run finishes the epoch with its remaining steps and reports metrics for the whole epoch.
     """
 
-    def __init__(self, directory: str, *, model, optimizer, schedule, max_to_keep: int = 3):
+    def __init__(self, directory: str, *, model, optimizer, schedule, max_to_keep: int = 3,
+                 restore_from: str | None = None):
         self.completed_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.steps_into_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.partial_epoch_logs = tf.Variable("{}", dtype=tf.string, trainable=False)
@@ -53,10 +54,15 @@ class TrainingCheckpoint:
         self._manager = tf.train.CheckpointManager(
             self._checkpoint, directory, max_to_keep=max_to_keep
         )
+        self._restore_from = restore_from or directory
 
     def restore_latest(self) -> str | None:
-        """Restores the newest complete checkpoint; returns its path, or None to start afresh."""
-        path = self._manager.latest_checkpoint
+        """Restores the newest complete checkpoint; returns its path, or None to start afresh.
+
+        It comes from `restore_from` when given: in a multi-worker job every worker resumes
+        from the chief's checkpoint, so all start from one state whichever saves got through.
+        """
+        path = tf.train.latest_checkpoint(self._restore_from)
         if path:
             self._checkpoint.restore(path).assert_existing_objects_matched()
         return path

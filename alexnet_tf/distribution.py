@@ -44,7 +44,7 @@ def split_cpu_into_replicas(num_replicas: int) -> None:
         ) from error
 
 
-def _cluster_workers() -> int:
+def worker_count() -> int:
     """How many machines TF_CONFIG names (the chief counts as a worker)."""
     config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     cluster = config.get("cluster", {})
@@ -53,7 +53,7 @@ def _cluster_workers() -> int:
 
 def select_strategy(num_cpu_replicas: int = 0) -> tf.distribute.Strategy:
     """The strategy for this machine (see the module docstring for the rules)."""
-    if _cluster_workers() > 1:
+    if worker_count() > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
     device_type = "CPU" if num_cpu_replicas > 1 else "GPU"
     devices = [device.name for device in tf.config.list_logical_devices(device_type)]
@@ -68,6 +68,13 @@ def distribute(strategy: tf.distribute.Strategy, dataset_fn) -> tf.data.Dataset:
     if strategy.num_replicas_in_sync == 1:
         return dataset_fn(tf.distribute.InputContext())
     return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def input_pipelines(strategy: tf.distribute.Strategy) -> int:
+    """How many input pipelines `distribute` builds: one per worker process."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return max(worker_count(), 1)
+    return 1
 
 
 def batches_per_pipeline(context: tf.distribute.InputContext, steps: int) -> int:
@@ -184,3 +191,31 @@ def compile_replica_step_with_xla(model: keras.Model) -> None:
         return self.compute_metrics(images, labels, logits, sample_weight=None)
 
     model.train_step = types.MethodType(train_step, model)
+
+
+def fit_under_multi_worker(model: keras.Model, input_spec: tuple) -> None:
+    """Lets Keras 3.15's `fit` and `evaluate` run under MultiWorkerMirroredStrategy.
+
+    Two places in Keras's TensorFlow trainer fail there (keras-team/keras#20585):
+      - before the first step it takes a batch from the iterator and averages it over the
+        replicas with `strategy.reduce(MEAN, axis=None)`, only to learn the input shapes,
+        which multi-worker collectives refuse ("Attempt to convert a value (PerReplica...");
+        here the model is built from `input_spec`, the shapes the pipeline declares;
+      - after every step it averages the metrics with `strategy.reduce(MEAN, axis=0)`, an
+        axis that scalars lack; here each step returns its metrics as [1] vectors, whose
+        mean over axis 0 of all replicas is the cross-worker mean Keras meant.
+    Call after `compile` (and after `compile_replica_step_with_xla`).
+    """
+
+    def build_from_spec(self, iterator=None, data_batch=None):
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=input_spec)
+
+    model._maybe_symbolic_build = types.MethodType(build_from_spec, model)
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def step_with_vector_metrics(data, step=step):
+            return {key: tf.reshape(value, [1]) for key, value in step(data).items()}
+
+        setattr(model, name, step_with_vector_metrics)

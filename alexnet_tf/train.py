@@ -26,6 +26,7 @@ from absl import app, flags, logging
 from alexnet_tf import callbacks, data, distribution, imagenet, model, records, schedules
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
+EXIT_WORKER_LOST = 75  # EX_TEMPFAIL: restart the job and it resumes.
 
 _FLAGS_BEFORE = set(flags.FLAGS)
 
@@ -89,8 +90,10 @@ flags.DEFINE_float("lr_min_delta", 0.001, "Plateau: the fall in validation top-1
 flags.DEFINE_integer("lr_max_reductions", 3, "Plateau: most reductions (paper: three).",
                      lower_bound=0)
 flags.DEFINE_integer("lr_step_epochs", 30, "Step: epochs between reductions.", lower_bound=1)
-flags.DEFINE_integer("seed", None, "Seed for weights, shuffling and augmentation (slower "
-                     "input pipeline: fixed order). Default: unseeded.")
+flags.DEFINE_integer("seed", None, "Seed for weights, data order and augmentation. With it, "
+                     "a resumed run and a multi-worker run read exactly the images, crops and "
+                     "order of an uninterrupted single-process run (the input pipeline then "
+                     "keeps its order, a little slower). Default: unseeded.", lower_bound=0)
 # Hardware.
 flags.DEFINE_enum("mixed_precision", "auto", distribution.MIXED_PRECISION_CHOICES, "'auto': "
                   "mixed_float16 on GPUs of compute capability >= 7.0, mixed_bfloat16 on CPUs "
@@ -169,14 +172,18 @@ def synthetic_dataset(context: tf.distribute.InputContext, *, steps: int) -> tf.
 
 
 def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
-    """(training, validation, steps_per_epoch), both distributed per --batch_size over replicas."""
+    """(training_data, validation, steps_per_epoch).
+
+    `training_data(first_epoch, steps_done)` is the training stream from that point on and
+    `validation` the validation set, both distributed per --batch_size over the replicas.
+    """
     if FLAGS.use_synthetic_data:
         steps = FLAGS.steps_per_epoch or 100
         train = distribution.distribute(
             strategy, lambda context: synthetic_dataset(context, steps=0))
         validation = distribution.distribute(
             strategy, lambda context: synthetic_dataset(context, steps=FLAGS.validation_steps or 1))
-        return train, validation, steps
+        return (lambda first_epoch, steps_done: train), validation, steps
 
     data_dir = FLAGS.data_dir
     if not tf.io.gfile.isdir(data_dir):
@@ -197,15 +204,24 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
         if steps == 0:
             raise app.UsageError(f"--batch_size={FLAGS.batch_size} is more than the "
                                  f"{train_images} training images in --data_dir={data_dir}")
-    logging.info("Data: %s, label offset %d, %d steps per epoch", data_dir, label_offset, steps)
+    pipelines = distribution.input_pipelines(strategy)
+    logging.info("Data: %s, label offset %d, %d steps per epoch, %d input pipeline(s) "
+                 "split by %s", data_dir, label_offset, steps, pipelines,
+                 "file" if data.shards_by_file(len(find_shards(data_dir, "train")), pipelines)
+                 else "record")
 
-    def train_fn(context):
-        return data.build_dataset(
-            os.path.join(data_dir, "train-*-of-*"), training=True,
-            batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
-            label_offset=label_offset, shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed,
-            input_context=context, cache=FLAGS.cache_records, repeat=True,
-            lighting=FLAGS.lighting)
+    def training_data(first_epoch: int, steps_done: int):
+        def train_fn(context):
+            return data.build_dataset(
+                os.path.join(data_dir, "train-*-of-*"), training=True,
+                batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
+                label_offset=label_offset, shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed,
+                input_context=context, cache=FLAGS.cache_records, repeat=True,
+                lighting=FLAGS.lighting, first_epoch=first_epoch,
+                batches_per_epoch=distribution.batches_per_pipeline(context, steps),
+                skip_batches=distribution.batches_per_pipeline(context, steps_done))
+
+        return distribution.distribute(strategy, train_fn)
 
     def validation_fn(context):
         dataset = data.build_dataset(
@@ -225,8 +241,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
         options.autotune.enabled = False
         return dataset.with_options(options)
 
-    return (distribution.distribute(strategy, train_fn),
-            distribution.distribute(strategy, validation_fn), steps)
+    return training_data, distribution.distribute(strategy, validation_fn), steps
 
 
 def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
@@ -249,6 +264,10 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
             jit_compile=FLAGS.jit_compile and not per_replica_xla)
         if per_replica_xla:
             distribution.compile_replica_step_with_xla(network)
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            size = FLAGS.image_size
+            distribution.fit_under_multi_worker(
+                network, (tf.TensorSpec([None, size, size, 3]), tf.TensorSpec([None], tf.int32)))
         # Slots exist before a restore (mixed_float16 wraps it in a LossScaleOptimizer).
         network.optimizer.build(network.trainable_variables)
     return network
@@ -277,7 +296,7 @@ def train() -> dict:
     if FLAGS.seed is not None:
         keras.utils.set_random_seed(FLAGS.seed)
 
-    train_data, validation_data, steps_per_epoch = make_datasets(strategy)
+    training_data, validation_data, steps_per_epoch = make_datasets(strategy)
     network = build_and_compile(strategy)
     schedule = schedules.build_schedule(
         FLAGS.lr_schedule, initial_learning_rate=FLAGS.learning_rate, epochs=FLAGS.epochs,
@@ -290,7 +309,8 @@ def train() -> dict:
     tf.io.gfile.makedirs(write_dir)
     checkpoint = callbacks.TrainingCheckpoint(
         os.path.join(write_dir, "checkpoints"), model=network, optimizer=network.optimizer,
-        schedule=schedule, max_to_keep=FLAGS.keep_checkpoints)
+        schedule=schedule, max_to_keep=FLAGS.keep_checkpoints if chief else 1,
+        restore_from=os.path.join(FLAGS.model_dir, "checkpoints"))
     try:
         restored = checkpoint.restore_latest()
     except (AssertionError, ValueError) as error:
@@ -337,11 +357,12 @@ def train() -> dict:
         logging.info("All %d epochs are done already; rewriting the outputs", epochs)
     elif steps_done:
         # Finish the epoch a preemption interrupted with its remaining steps only.
-        network.fit(train_data, initial_epoch=first_epoch, epochs=first_epoch + 1,
+        network.fit(training_data(first_epoch, steps_done), initial_epoch=first_epoch,
+                    epochs=first_epoch + 1,
                     steps_per_epoch=max(steps_per_epoch - steps_done, 1), **fit)
         first_epoch += 1
     if first_epoch < epochs and not network.stop_training:
-        network.fit(train_data, initial_epoch=first_epoch, epochs=epochs,
+        network.fit(training_data(first_epoch, 0), initial_epoch=first_epoch, epochs=epochs,
                     steps_per_epoch=steps_per_epoch, **fit)
 
     last = history[-1] if history else {}
@@ -365,6 +386,16 @@ def train() -> dict:
     if chief:
         network.save(os.path.join(FLAGS.model_dir, "model.keras"))
         callbacks.write_json_atomically(os.path.join(FLAGS.model_dir, "summary.json"), summary)
+    else:
+        # Its checkpoints only took part in the chief's saves; the last worker out removes
+        # the scratch folder too.
+        tf.io.gfile.rmtree(write_dir)
+        scratch = os.path.dirname(write_dir)
+        try:
+            if not tf.io.gfile.listdir(scratch):
+                tf.io.gfile.rmtree(scratch)
+        except tf.errors.OpError:
+            pass  # another worker is still there, or already removed it
     logging.info("Done: %s", json.dumps({k: summary[k] for k in ("epochs_completed", "train",
                                                                   "validation")}))
     return summary
@@ -392,6 +423,16 @@ def main(argv: list[str]) -> None:
                                  f"{FLAGS[flag[2:]].value}: {line}\n")
                 sys.exit(1)
         raise
+    except (tf.errors.UnavailableError, tf.errors.AbortedError,
+            tf.errors.DeadlineExceededError) as error:
+        if distribution.worker_count() < 2:
+            raise
+        # A worker died or became unreachable; collectives cannot recover within a run.
+        sys.stderr.write(
+            f"Error: lost a worker of the cluster ({type(error).__name__}: "
+            f"{error.message.strip().splitlines()[0]}). Start every worker again with the same "
+            "command: training resumes from the last checkpoint in --model_dir.\n")
+        sys.exit(EXIT_WORKER_LOST)
     except callbacks.TrainingPreempted as error:
         logging.warning("%s", error)
         sys.exit(EXIT_PREEMPTED)

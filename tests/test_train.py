@@ -16,6 +16,7 @@ import sys
 import time
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -139,9 +140,48 @@ def test_summary_reports_what_the_run_did(two_replica_run):
     assert model.output_shape == (None, NUM_CLASSES)
 
 
-def test_killed_run_resumes_from_the_last_complete_epoch(records_dir, tmp_path):
+# Seeded, without dropout: an interrupted run must then end exactly where an uninterrupted one
+# does (weights, momenta, step count, plateau schedule memory), not just take as many steps.
+EXACT_RUN_FLAGS = ("--steps_per_epoch=8", "--seed=3", "--dropout=0")
+
+
+def checkpoint_state(model_dir: str) -> dict:
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith(("optimizer/", "schedule/", "completed_epochs"))}
+
+
+def assert_same_training_state(model_dir: str, reference_dir: str) -> None:
+    resumed, reference = checkpoint_state(model_dir), checkpoint_state(reference_dir)
+    assert sorted(resumed) == sorted(reference)
+    assert any(name.startswith("schedule/") for name in reference)
+    worst, worst_name = 0.0, None
+    for name, expected in reference.items():
+        if getattr(expected, "dtype", None) is not None and expected.dtype.kind == "f":
+            # Relative to the variable's scale: momenta hold the last steps' gradients, so
+            # other images or crops show up as differences of order 1, round-off as 1e-7.
+            scale = max(float(np.abs(expected).max()), 1e-12)
+            difference = float(np.abs(resumed[name] - expected).max()) / scale
+            if difference > worst:
+                worst, worst_name = difference, name
+        else:
+            np.testing.assert_array_equal(resumed[name], expected, err_msg=name)
+    assert worst < 1e-5, f"{worst_name} differs by {worst:.3g} of its scale"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(records_dir, tmp_path_factory) -> str:
+    model_dir = str(tmp_path_factory.mktemp("uninterrupted"))
+    result = run_trainer(records_dir, model_dir, *EXACT_RUN_FLAGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_the_last_complete_epoch(records_dir, uninterrupted_run,
+                                                         tmp_path):
     model_dir = str(tmp_path / "model")
-    flags = ("--steps_per_epoch=8",)
+    flags = EXACT_RUN_FLAGS
     process = start_trainer(records_dir, model_dir, *flags, log_path=str(tmp_path / "log"))
     try:
         wait_for_epochs(model_dir, 1, process)
@@ -159,11 +199,14 @@ def test_killed_run_resumes_from_the_last_complete_epoch(records_dir, tmp_path):
     summary = read_json(model_dir, "summary.json")
     assert summary["epochs_completed"] == 3
     assert summary["steps_completed"] == 3 * 8  # No epoch repeated, none skipped.
+    assert_same_training_state(model_dir, uninterrupted_run)
 
 
-def test_sigterm_saves_mid_epoch_and_the_rerun_finishes_that_epoch(records_dir, tmp_path):
+@pytest.mark.slow
+def test_sigterm_saves_mid_epoch_and_the_rerun_finishes_that_epoch(records_dir,
+                                                                  uninterrupted_run, tmp_path):
     model_dir = str(tmp_path / "model")
-    flags = ("--steps_per_epoch=8",)
+    flags = EXACT_RUN_FLAGS
     process = start_trainer(records_dir, model_dir, *flags, log_path=str(tmp_path / "log"))
     try:
         wait_for_epochs(model_dir, 1, process)
@@ -188,6 +231,8 @@ def test_sigterm_saves_mid_epoch_and_the_rerun_finishes_that_epoch(records_dir, 
     assert history[completed]["resumed_at_step"] == steps_into_epoch
     summary = read_json(model_dir, "summary.json")
     assert summary["steps_completed"] == 3 * 8  # Exactly the steps an uninterrupted run takes.
+    # And exactly its images, crops and updates: the rerun skipped the steps already taken.
+    assert_same_training_state(model_dir, uninterrupted_run)
 
 
 @pytest.mark.parametrize(
@@ -197,6 +242,8 @@ def test_sigterm_saves_mid_epoch_and_the_rerun_finishes_that_epoch(records_dir, 
         (("--batch_size=-1",), "--batch_size"),
         (("--batch_size=15", "--num_cpu_replicas=2"), "--batch_size"),
         (("--num_classes=2",), "--num_classes"),
+        (("--data_dir=",), "--data_dir"),
+        (("--seed=-1",), "--seed"),
     ],
 )
 def test_bad_flags_give_one_line_naming_the_flag(records_dir, tmp_path, flags, named):

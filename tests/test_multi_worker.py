@@ -1,0 +1,152 @@
+"""MultiWorkerMirroredStrategy over TF_CONFIG: two worker processes on 127.0.0.1.
+
+The job is killed the way machines die (SIGKILL of one worker), started again the way a
+cluster manager would (every worker, same command), and must end exactly where a single
+process training the same global batch ends: same steps, same epochs, same weights to float
+round-off. This holds because a seeded input pipeline deals each step's global batch to the
+workers record by record (one shard, two workers) and keys every crop to its record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.record_fixtures import write_records
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE_CONFIG = os.path.join(REPO_ROOT, "configs", "smoke.cfg")
+EPOCHS = 4
+# Deterministic training: a fixed seed, no dropout (its masks are drawn per replica, so they
+# cannot match across layouts), float32 (bfloat16 sums would differ more than round-off).
+FLAGS = ("--seed=7", "--dropout=0", "--mixed_precision=none", f"--epochs={EPOCHS}",
+         "--batch_size=16", "--progress=epoch")
+EXIT_WORKER_LOST = 75
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def records_dir(tmp_path_factory) -> str:
+    """One training shard of 64 images: fewer files than workers, so records are dealt."""
+    directory = str(tmp_path_factory.mktemp("records"))
+    write_records(directory, split="train", num_classes=4, images_per_class=16, num_shards=1)
+    write_records(directory, split="validation", num_classes=4, images_per_class=4,
+                  num_shards=1, seed=1)
+    return directory
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def command(records_dir: str, model_dir: str) -> list[str]:
+    return [sys.executable, "-m", "alexnet_tf.train", f"--flagfile={SMOKE_CONFIG}",
+            f"--data_dir={records_dir}", f"--model_dir={model_dir}", *FLAGS]
+
+
+def start_worker(index: int, ports: list[int], records_dir: str, model_dir: str,
+                 log_path: str) -> subprocess.Popen:
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+                 "task": {"type": "worker", "index": index}}
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2",
+               TF_CONFIG=json.dumps(tf_config))
+    return subprocess.Popen(command(records_dir, model_dir), cwd=REPO_ROOT, env=env,
+                            stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+
+
+def wait(process: subprocess.Popen, log_path: str, timeout: float = 240) -> int:
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        with open(log_path) as handle:
+            raise AssertionError(f"worker hung; log tail:\n{handle.read()[-3000:]}")
+
+
+def tail(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()[-3000:]
+
+
+def trained_state(model_dir: str) -> dict[str, np.ndarray]:
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith(("optimizer/", "completed_epochs", "steps_into_epoch"))}
+
+
+@pytest.fixture(scope="module")
+def single_process(records_dir, tmp_path_factory) -> str:
+    model_dir = str(tmp_path_factory.mktemp("single"))
+    result = subprocess.run(command(records_dir, model_dir), cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=240,
+                            env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir
+
+
+def test_killed_worker_restarted_and_the_job_ends_as_one_process_would(
+        records_dir, single_process, tmp_path):
+    model_dir = str(tmp_path / "model")
+    ports = free_ports(2)
+    logs = [str(tmp_path / f"worker{i}.log") for i in range(2)]
+    workers = [start_worker(i, ports, records_dir, model_dir, logs[i]) for i in range(2)]
+
+    # Kill worker 1 once the chief has finished an epoch, i.e. in the middle of the job.
+    history = os.path.join(model_dir, "history.json")
+    deadline = time.monotonic() + 240
+    while not os.path.exists(history):
+        assert all(w.poll() is None for w in workers), tail(logs[0]) + tail(logs[1])
+        assert time.monotonic() < deadline, "no epoch finished: " + tail(logs[0])
+        time.sleep(0.2)
+    workers[1].send_signal(signal.SIGKILL)
+    workers[1].wait()
+
+    # The chief notices and stops with a one-line error and the "restart me" exit code.
+    assert wait(workers[0], logs[0]) == EXIT_WORKER_LOST, tail(logs[0])
+    error_lines = [line for line in tail(logs[0]).splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1 and "lost a worker" in error_lines[0]
+    with open(history) as handle:
+        epochs_before_restart = len(json.load(handle))
+    assert epochs_before_restart < EPOCHS
+
+    # A cluster manager starts both again with the same command; the job resumes and ends.
+    logs = [str(tmp_path / f"worker{i}.restarted.log") for i in range(2)]
+    workers = [start_worker(i, ports, records_dir, model_dir, logs[i]) for i in range(2)]
+    for worker, log in zip(workers, logs):
+        assert wait(worker, log) == 0, tail(log)
+    assert "Resuming from" in tail(logs[0]) or "Resuming from" in open(logs[0]).read()
+
+    # Same steps and epochs as one process, the same weights and momenta to round-off.
+    reference, resumed = trained_state(single_process), trained_state(model_dir)
+    assert sorted(resumed) == sorted(reference)
+    assert int(resumed["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"]) == EPOCHS * 4
+    worst = 0.0
+    for name, expected in reference.items():
+        if expected.dtype.kind == "f":
+            scale = max(float(np.abs(expected).max()), 1e-6)
+            worst = max(worst, float(np.abs(resumed[name] - expected).max()) / scale)
+        else:
+            np.testing.assert_array_equal(resumed[name], expected, err_msg=name)
+    assert worst < 1e-4, f"largest relative difference {worst:g}"
+
+    # One history, every epoch once; only the chief wrote outputs, and its scratch is gone.
+    with open(history) as handle:
+        assert [record["epoch"] for record in json.load(handle)] == list(range(1, EPOCHS + 1))
+    assert os.path.exists(os.path.join(model_dir, "summary.json"))
+    assert not os.path.exists(os.path.join(model_dir, "workers"))
