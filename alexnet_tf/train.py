@@ -15,6 +15,7 @@ summary.json (final loss, top-1/top-5 accuracy and error, images/s, the flags).
 import importlib.util
 import json
 import os
+import re
 import statistics
 import sys
 import warnings
@@ -401,6 +402,17 @@ def train() -> dict:
     return summary
 
 
+def _first_informative_line(message: str) -> str:
+    """The cause in a TensorFlow runtime error, skipping its 'Graph execution error:' header
+    and the Python stack it quotes."""
+    for line in message.splitlines():
+        line = re.sub(r"\{\{[^}]*\}\}", "", line).strip()  # {{function_node ...}} tags
+        if line and "Graph execution error" not in line and not line.startswith(
+                ("Detected at node", "File ", "[[", "The error could be")):
+            return line
+    return message.strip()[:200]
+
+
 def main(argv: list[str]) -> None:
     try:
         if len(argv) > 1:
@@ -430,7 +442,7 @@ def main(argv: list[str]) -> None:
         # A worker died or became unreachable; collectives cannot recover within a run.
         sys.stderr.write(
             f"Error: lost a worker of the cluster ({type(error).__name__}: "
-            f"{error.message.strip().splitlines()[0]}). Start every worker again with the same "
+            f"{_first_informative_line(error.message)}). Start every worker again with the same "
             "command: training resumes from the last checkpoint in --model_dir.\n")
         sys.exit(EXIT_WORKER_LOST)
     except callbacks.TrainingPreempted as error:
