@@ -184,6 +184,28 @@ def test_same_shards_whatever_the_worker_count(tmp_path, raw_images, extracted):
     assert result.returncode == 0, result.stderr
     assert "images written" in result.stderr and "images/s" in result.stderr
     assert shard_digests(str(tmp_path / "out")) == shard_digests(str(extracted[0] / "out"))
+    # The tool never loads TensorFlow and writes with alexnet_tf.convert.tfrecord; this process has
+    # TensorFlow loaded and wrote the fixture with tf.io.TFRecordWriter: same shards, same manifest.
+    with open(tmp_path / "out" / "manifest.json", encoding="utf-8") as handle:
+        assert json.load(handle)["splits"] == extracted[1]["splits"]
+
+
+def test_converting_never_imports_tensorflow(tmp_path, raw_images):
+    """TensorFlow's import costs seconds of CPU per process: the converter (parent and workers,
+    every stage in-process with --num_workers=1) must not need it; only --verify does."""
+    corpus.write_extracted(str(tmp_path / "raw"), *raw_images)
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from alexnet_tf.convert import cli, main\n"
+        "for workers in (1, 2):\n"
+        "    main.convert(sys.argv[2], sys.argv[3] + str(workers), train_shards=3, validation_shards=2, num_workers=workers)\n"
+        "loaded = sorted(name for name in sys.modules if name.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "assert not loaded, loaded[:5]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, REPO, str(tmp_path / "raw"), str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert shard_digests(str(tmp_path / "out1")) == shard_digests(str(tmp_path / "out2"))
 
 
 def test_resume_keeps_complete_shards_and_redoes_the_rest(tmp_path, raw_images, extracted):
@@ -337,3 +359,107 @@ def test_hostile_entries_are_skipped_with_reasons_or_converted(tmp_path):
     assert manifest["splits"]["train"]["images"] == 3
     json.dumps(manifest, ensure_ascii=False).encode("utf-8")  # a non-UTF-8 name must not break the manifest
     assert sorted(os.listdir(tmp_path)) == ["out", "raw"]
+
+
+def test_our_writer_failing_disk_stops_with_a_clear_error_and_no_complete_looking_shard(tmp_path, raw_images, monkeypatch):
+    """The same as above for the writer the tool uses when TensorFlow is not loaded."""
+    from alexnet_tf.convert import shards, tfrecord
+
+    corpus.write_extracted(str(tmp_path / "raw"), *raw_images)
+
+    class FillsUp(tfrecord.RecordWriter):
+        written = 0
+
+        def write(self, record):
+            FillsUp.written += 1
+            if FillsUp.written == 3:
+                raise OSError(28, "No space left on device")
+            super().write(record)
+
+    monkeypatch.setattr(shards, "_record_writer", FillsUp)
+    with pytest.raises(conversion.ConversionError, match="writing train-00000-of-00002 .* No space left on device"):
+        conversion.convert(str(tmp_path / "raw"), str(tmp_path / "out"), train_shards=2, validation_shards=1, num_workers=1)
+    assert not list((tmp_path / "out").glob("train-*")) and not (tmp_path / "out" / "manifest.json").exists()
+    monkeypatch.setattr(shards, "_record_writer", tfrecord.RecordWriter)
+    manifest = conversion.convert(str(tmp_path / "raw"), str(tmp_path / "out"), train_shards=2, validation_shards=1, num_workers=1)
+    for shard in manifest["splits"]["train"]["shards"]:  # the sha256 and size it computed while writing
+        data = (tmp_path / "out" / shard["shard"]).read_bytes()
+        assert (shard["sha256"], shard["bytes"]) == (hashlib.sha256(data).hexdigest(), len(data))
+    monkeypatch.undo()
+    reference = conversion.convert(str(tmp_path / "raw"), str(tmp_path / "tf_out"), train_shards=2, validation_shards=1, num_workers=1)
+    assert manifest["splits"] == reference["splits"]
+    assert shard_digests(str(tmp_path / "out")) == shard_digests(str(tmp_path / "tf_out"))
+
+
+# --- alexnet_tf.convert.tfrecord: the records without TensorFlow, byte for byte as TensorFlow writes them
+
+
+def test_crc32c_numpy_matches_the_definition():
+    from alexnet_tf.convert import tfrecord
+
+    assert tfrecord.crc32c_numpy(b"123456789") == 0xE3069283  # the check value of CRC-32C
+    assert tfrecord.crc32c_numpy(b"") == 0
+    rng = np.random.default_rng(9)
+    # Around the block (256 bytes) and group (64 blocks, 64 x 64 blocks) boundaries of its levels.
+    for size in (1, 3, 4, 5, 255, 256, 257, 16383, 16384, 16385, 1 << 20, (1 << 20) + 1):
+        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        assert tfrecord.crc32c_numpy(data) == tfrecord._crc32c_bytewise(data), size
+    assert tfrecord.crc32c_numpy(b"\0" * 70000) == tfrecord._crc32c_bytewise(b"\0" * 70000)
+
+
+def test_native_crc32c_is_used_when_installed(monkeypatch):
+    import types
+
+    from alexnet_tf.convert import tfrecord
+
+    stub = types.ModuleType("google_crc32c")
+    stub.implementation, stub.value = "c", tfrecord.crc32c_numpy
+    monkeypatch.setitem(sys.modules, "google_crc32c", stub)
+    monkeypatch.setitem(sys.modules, "crc32c", None)  # as if not installed
+    assert tfrecord._native_crc32c() is tfrecord.crc32c_numpy
+    stub.implementation = "python"  # its pure-Python fallback would be slower than ours
+    assert tfrecord._native_crc32c() is None
+    stub.implementation, stub.value = "c", lambda data: 0  # a broken one is not used either
+    assert tfrecord._native_crc32c() is None
+
+
+def test_examples_and_files_are_those_of_tensorflow(tmp_path):
+    from alexnet_tf.convert import tfrecord
+
+    rng = np.random.default_rng(4)
+    cases = []
+    for index in range(40):
+        size = int(rng.choice([0, 1, 127, 128, 300, 16384, 70001]))
+        boxes = tuple(tuple(float(value) for value in rng.random(4)) for _ in range(index % 3))
+        cases.append(dict(
+            jpeg_bytes=rng.integers(0, 256, size, dtype=np.uint8).tobytes(),
+            label=int(rng.choice([0, 1, 127, 128, 999, 1000, 2**40])),
+            synset=str(rng.choice(["n01440764", "", "n0144076\u00e9"])),
+            text=str(rng.choice(["tench, Tinca tinca", "", "caf\u00e9 \u2615"])),
+            height=int(rng.integers(1, 70000)), width=int(rng.integers(1, 300)),
+            filename=str(rng.choice(["a.JPEG", "caf\udce9.JPEG", ""])),  # a non-UTF-8 name, as os.scandir gives it
+            boxes=boxes,
+        ))
+    with tf.io.TFRecordWriter(str(tmp_path / "tf")) as theirs, tfrecord.RecordWriter(str(tmp_path / "ours")) as ours:
+        for case in cases:
+            expected = records.build_example(**{**case, "boxes": tuple(records.BoundingBox(*box) for box in case["boxes"])})
+            serialized = tfrecord.serialize_example(**case)
+            assert serialized == expected, case["boxes"]
+            theirs.write(expected)
+            ours.write(serialized)
+        ours.sync()
+        written = ours.sha256(), ours.size
+    data = (tmp_path / "ours").read_bytes()
+    assert data == (tmp_path / "tf").read_bytes()
+    assert written == (hashlib.sha256(data).hexdigest(), len(data))
+    assert len(list(tf.data.TFRecordDataset(str(tmp_path / "ours")))) == len(cases)
+
+
+def test_tfrecord_constants_are_those_of_records():
+    from alexnet_tf.convert import tfrecord
+
+    for name in ("ENCODED", "FORMAT", "LABEL", "SYNSET", "TEXT", "HEIGHT", "WIDTH", "CHANNELS", "COLORSPACE", "FILENAME",
+                 "BBOX_XMIN", "BBOX_YMIN", "BBOX_XMAX", "BBOX_YMAX", "SPLITS", "MANIFEST_NAME"):
+        assert getattr(tfrecord, name) == getattr(records, name), name
+    assert set(records.FULL_PARSE_SPEC) == set(tfrecord._KEYS_WITH_BOXES)
+    assert tfrecord.shard_name("train", 7, 1024) == records.shard_name("train", 7, 1024) == "train-00007-of-01024"

@@ -74,3 +74,42 @@ def test_pixel_limit_is_configurable():
     with pytest.raises(images.BrokenImage, match="max_pixels=9,999"):
         images.prepare_image(data, max_pixels=9999)
     assert images.prepare_image(data, max_pixels=10000).width == 100
+
+
+def _full_decode_fails(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            image.load()
+        return False
+    except Exception:  # noqa: BLE001 - any failure of a full decode
+        return True
+
+
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"subsampling": 0}, {"restart_marker_rows": 1}],
+                         ids=["baseline", "progressive", "444", "restart_markers"])
+def test_plain_jpeg_check_rejects_what_a_full_decode_rejects(options):
+    """Plain JPEGs are checked at 1/8 scale (every coefficient still read): cut or damaged anywhere,
+    a file is refused exactly when a full decode fails, and truncations for the same reason."""
+    rng = np.random.default_rng(6)
+    photo = np.asarray(corpus._photo(rng, 203, 157), dtype=np.int16)
+    noisy = Image.fromarray(np.clip(photo + rng.normal(0, 12, photo.shape), 0, 255).astype(np.uint8))
+    buffer = io.BytesIO()
+    noisy.save(buffer, format="JPEG", quality=90, **options)
+    data = buffer.getvalue()
+    assert images.prepare_image(data).jpeg_bytes is data
+    cuts = sorted({3, 100, len(data) // 2, len(data) - 3, *rng.integers(4, len(data) - 2, 40).tolist()})
+    damaged = [data[:cut] for cut in cuts]
+    for position, value in zip(rng.integers(2, len(data), 120).tolist(), rng.integers(0, 256, 120).tolist()):
+        damaged.append(data[:position] + bytes([value]) + data[position + 1 :])
+    refused = 0
+    for sample in damaged:
+        try:
+            images.prepare_image(sample)
+            ours = False
+        except images.BrokenImage as error:
+            ours = True
+            if len(sample) < len(data) - 2 and sample == data[: len(sample)]:
+                assert "truncated" in str(error) or "undecodable" in str(error)
+        assert ours == _full_decode_fails(sample)
+        refused += ours
+    assert refused >= len(cuts) - 2  # every cut before the end-of-image marker is refused

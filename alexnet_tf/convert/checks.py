@@ -65,7 +65,7 @@ def load_result(task: CheckTask) -> dict | None:
 
 
 def check_chunk(task: CheckTask) -> dict:
-    """Reads and fully decodes each image of the chunk; saves and returns the verdicts."""
+    """Reads and decodes each image of the chunk (every coefficient of a JPEG); saves and returns the verdicts."""
     verdicts = []
     open_archives: dict[str, object] = {}
     try:
@@ -82,7 +82,7 @@ def check_chunk(task: CheckTask) -> dict:
         for handle in open_archives.values():
             handle.close()
     result = {"digest": task.digest(), "verdicts": verdicts}
-    progress.write_json_atomically(task.path, result)
+    progress.write_json_atomically(task.path, result, durable=False)  # a cache: load_result checks it
     return result
 
 

@@ -112,10 +112,16 @@ def prepare_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared
                         f"--max_pixels={max_pixels:,}"
                     )
                 mode = image.mode
+                if container == "JPEG" and mode == "RGB":
+                    # Stored as it is, so the pixels are never needed: libjpeg decodes at 1/8 scale
+                    # (DC coefficients only, no full IDCT or colour conversion), which still reads
+                    # and Huffman-decodes every coefficient of every scan to the last one. A
+                    # truncated or undecodable file fails exactly as in a full decode.
+                    image.draft("RGB", (1, 1))
+                    image.load()
+                    return PreparedImage(data, height, width, None)
                 # Decoding everything is the only way to know the file is complete and readable.
                 image.load()
-                if container == "JPEG" and mode == "RGB":
-                    return PreparedImage(data, height, width, None)
                 repaired = _encode_jpeg(_to_rgb(image))
                 bits = " 16-bit" if mode.startswith("I") else ""
                 return PreparedImage(repaired, height, width, f"{container} {mode}{bits} -> RGB JPEG")

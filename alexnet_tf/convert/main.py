@@ -6,24 +6,28 @@ Plain functions with no flags, so tests and other code can call them; the comman
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import glob
 import math
 import multiprocessing
 import os
 import re
 import shutil
+import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 
 from absl import logging
 
-from alexnet_tf import records
-from alexnet_tf.convert import checks, layouts, manifest, progress, shards
+from alexnet_tf.convert import checks, layouts, manifest, progress, shards, tfrecord
 from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
 
 DEFAULT_SHUFFLE_SEED = 12345
 _MAX_LOGGED_REJECTIONS = 20
 _MAX_CHECK_CHUNK = 1000
+_PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
 
 
 class ConversionError(Exception):
@@ -42,6 +46,29 @@ def _check_no_stale_shards(output_dir: str, split: str, num_shards: int) -> None
             )
 
 
+def _start_method() -> str:
+    """"fork" where it is safe and available: a forked worker starts in milliseconds, where a
+    spawned one starts a new interpreter and imports Pillow and NumPy again (about 0.2 s of CPU
+    each). The converter itself never imports TensorFlow; where something else in this process
+    did (a test, a notebook), "spawn", because forking a process with TF's thread pools running
+    is unsafe."""
+    if "tensorflow" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    return "fork"
+
+
+def _init_worker_process(images_done, parent_pid: int) -> None:
+    """Ties a worker's life to the converter's: if the parent is killed (kill -9 of its PID
+    alone), the kernel kills the worker too, instead of leaving it to finish a shard and rename
+    it over the `.incomplete/` file that the rerun is already writing."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+    progress.init_worker(images_done)
+
+
 class _Workers:
     """A pool of worker processes (or the parent alone when one worker is asked for)."""
 
@@ -49,11 +76,10 @@ class _Workers:
         self.num_workers = num_workers
         self.pool = None
         if num_workers > 1:
-            # "spawn", not fork: the parent has TensorFlow loaded, and forking a process with
-            # TF's thread pools running is unsafe.
-            context = multiprocessing.get_context("spawn")
+            context = multiprocessing.get_context(_start_method())
             self.counter = context.Value("q", 0)
-            self.pool = context.Pool(num_workers, initializer=progress.init_worker, initargs=(self.counter,))
+            self.pool = context.Pool(num_workers, initializer=_init_worker_process,
+                                     initargs=(self.counter, os.getpid()))
         else:
             self.counter = multiprocessing.Value("q", 0)
             progress.init_worker(self.counter)
@@ -101,7 +127,7 @@ class _Indexed:
 def _log_listing(inventory: layouts.Inventory, input_dir: str) -> None:
     counts = ", ".join(f"{split} {len(sources):,} images" for split, sources in inventory.sources.items())
     logging.info("Found the %s layout in %s: %s", inventory.layout, input_dir, counts or "no images")
-    for split in records.SPLITS:
+    for split in tfrecord.SPLITS:
         if split not in inventory.sources:
             logging.warning("No %s split in %s: converting the rest", split, input_dir)
     for note in inventory.notes:
@@ -145,7 +171,16 @@ def _run_checks(workers: _Workers, inventory: layouts.Inventory, output_dir: str
     results, _ = _run_resumable(workers, "checking", "check chunks", checks.check_chunk, all_tasks,
                                 checks.load_result, key=lambda task: task.path,
                                 size=lambda task: len(task.sources), interval=interval)
-    return {split: checks.collect(tasks, results) for split, tasks in tasks_by_split.items()}
+    checked = {split: checks.collect(tasks, results) for split, tasks in tasks_by_split.items()}
+    return checked, all_tasks
+
+
+def _discard_checks_of(origin: str, check_tasks: list[checks.CheckTask]) -> None:
+    """Forgets the saved verdicts of the chunk holding `origin`, so the next run checks it again."""
+    for task in check_tasks:
+        if any(source.origin == origin for source in task.sources):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(task.path)
 
 
 def convert(
@@ -177,10 +212,13 @@ def convert(
     for split in inventory.sources:
         _check_no_stale_shards(output_dir, split, shard_counts[split])
     _prepare_output(output_dir)
+    marks = {"listing": time.monotonic()}
 
     workers = _Workers(num_workers or os.cpu_count() or 1)
     try:
-        checked = _run_checks(workers, inventory, output_dir, max_pixels, progress_interval)
+        checked, check_tasks = _run_checks(workers, inventory, output_dir, max_pixels,
+                                           progress_interval)
+        marks["checking"] = time.monotonic()
         tasks = []
         for split, (images, _) in checked.items():
             if len(images) < shard_counts[split]:
@@ -194,11 +232,17 @@ def convert(
                                   key=lambda task: task.name, size=lambda task: len(task.images),
                                   interval=progress_interval)
         workers.close()
+        marks["writing"] = time.monotonic()
     except KeyboardInterrupt:
         workers.close(terminate=True)
         logging.error("Interrupted; run the same command again to resume where it stopped")
         raise
-    except (shards.InputChanged, shards.ShardWriteFailed) as error:
+    except shards.InputChanged as error:
+        workers.close(terminate=True)
+        _discard_checks_of(error.origin, check_tasks)
+        raise ConversionError(f"{error}; run the same command again: it checks that image anew "
+                              "and keeps everything else done so far") from None
+    except shards.ShardWriteFailed as error:
         workers.close(terminate=True)
         raise ConversionError(str(error)) from None
     except OSError as error:  # e.g. the disk filled up while a check result or status was saved
@@ -218,14 +262,20 @@ def convert(
         raise ConversionError(f"writing the manifest in {output_dir} failed: {error}") from None
     shutil.rmtree(os.path.join(output_dir, shards.INCOMPLETE_DIR), ignore_errors=True)
 
-    elapsed = time.monotonic() - started
+    marks["manifest"] = time.monotonic()
+    elapsed = marks["manifest"] - started
     listed = sum(len(sources) for sources in inventory.sources.values())
+    stages, previous = [], started
+    for stage, mark in marks.items():
+        stages.append(f"{stage} {mark - previous:.2f} s")
+        previous = mark
     logging.info(
         "Done: %s images written (%s), %d repaired, %d skipped, %d ignored; %.0f images/s over %s "
-        "(%d shards written now, %d kept); details in %s",
+        "(%s; %d shards written now, %d kept); details in %s",
         f"{sum(entry['images'] for entry in result['splits'].values()):,}",
         ", ".join(f"{split} {entry['images']:,} in {len(entry['shards'])} shards" for split, entry in result["splits"].items()),
         len(result["repaired"]), len(result["skipped"]), len(result["ignored"]),
-        listed / max(elapsed, 1e-9), progress.format_duration(elapsed), written_now, len(tasks) - written_now, path,
+        listed / max(elapsed, 1e-9), progress.format_duration(elapsed), ", ".join(stages), written_now,
+        len(tasks) - written_now, path,
     )
     return result

@@ -10,14 +10,12 @@ from __future__ import annotations
 import collections
 import os
 
-import tensorflow as tf
-
-from alexnet_tf import __version__, imagenet, records
-from alexnet_tf.convert import progress
+from alexnet_tf import __version__, imagenet
+from alexnet_tf.convert import progress, tfrecord
 from alexnet_tf.convert.layouts import Inventory
 from alexnet_tf.convert.shards import ShardTask, sha256_and_size
 
-MANIFEST_NAME = records.MANIFEST_NAME
+MANIFEST_NAME = tfrecord.MANIFEST_NAME
 
 
 def build_manifest(
@@ -27,7 +25,7 @@ def build_manifest(
     splits = {}
     skipped = [{"source": r.origin, "reason": r.reason} for r in inventory.rejected]
     repaired = []
-    for split in records.SPLITS:
+    for split in tfrecord.SPLITS:
         split_tasks = [task for task in tasks if task.split == split]
         if not split_tasks:
             continue
@@ -56,7 +54,7 @@ def build_manifest(
         "layout": inventory.layout,
         "options": options,
         "splits": splits,
-        "missing_splits": [split for split in records.SPLITS if split not in splits],
+        "missing_splits": [split for split in tfrecord.SPLITS if split not in splits],
         "class_text": {synset: inventory.class_text.get(synset, synset) for synset in present},
         "notes": inventory.notes,
         "repaired": repaired,
@@ -72,6 +70,8 @@ def write_manifest(output_dir: str, manifest: dict) -> str:
 
 
 def read_manifest(output_dir: str) -> dict:
+    from alexnet_tf import records  # TensorFlow: only --verify needs it
+
     manifest = records.read_manifest(output_dir)
     if manifest is None:
         raise ValueError(f"{os.path.join(output_dir, MANIFEST_NAME)} does not exist: run the conversion first")
@@ -80,6 +80,10 @@ def read_manifest(output_dir: str) -> dict:
 
 def _check_records(path: str, label_offset: int) -> tuple[int, list[str]]:
     """Counts the records of one shard and checks each decodes to height x width x 3."""
+    import tensorflow as tf  # only --verify needs TensorFlow; converting never imports it
+
+    from alexnet_tf import records
+
     problems = []
 
     def decode(serialized):

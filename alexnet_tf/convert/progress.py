@@ -24,14 +24,21 @@ def count_images(count: int) -> None:
             _images_done.value += count
 
 
-def write_json_atomically(path: str, payload: dict) -> None:
-    """Readers see the old file or the new one, never half of one."""
+def write_json_atomically(path: str, payload: dict, durable: bool = True) -> None:
+    """Readers see the old file or the new one, never half of one.
+
+    `durable` also forces the file to disk before it takes its name. The converter's own
+    bookkeeping (check verdicts, shard statuses) skips that: a rerun only trusts such a file if
+    it parses and matches the plan's digest, so one lost or emptied by a power cut is just
+    redone, and not waiting for the disk once per chunk and per shard keeps the workers busy.
+    """
     temporary = path + ".tmp"
     with open(temporary, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=1, sort_keys=True, ensure_ascii=False)
         handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     os.replace(temporary, path)
 
 

@@ -16,11 +16,10 @@ import hashlib
 import json
 import os
 import random
+import sys
 
-import tensorflow as tf
-
-from alexnet_tf import imagenet, records
-from alexnet_tf.convert import progress
+from alexnet_tf import imagenet
+from alexnet_tf.convert import progress, tfrecord
 from alexnet_tf.convert.checks import CheckedImage
 from alexnet_tf.convert.images import BrokenImage, prepare_image
 from alexnet_tf.convert.sources import UnreadableSource, read_source
@@ -32,7 +31,17 @@ SHARD_FORMAT_VERSION = 1
 
 
 class InputChanged(Exception):
-    """An image changed or vanished between the check and the write; a rerun picks it up."""
+    """An image changed or vanished between the check and the write; a rerun picks it up.
+
+    `origin` names the image, so the caller can discard its check and the rerun checks it anew.
+    """
+
+    def __init__(self, message: str, origin: str):
+        super().__init__(message, origin)
+        self.message, self.origin = message, origin
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class ShardWriteFailed(Exception):
@@ -54,7 +63,7 @@ class ShardTask:
 
     @property
     def name(self) -> str:
-        return records.shard_name(self.split, self.index, self.num_shards)
+        return tfrecord.shard_name(self.split, self.index, self.num_shards)
 
     @property
     def path(self) -> str:
@@ -101,27 +110,27 @@ def load_status(task: ShardTask) -> dict | None:
     return None
 
 
-def _relative_boxes(image: CheckedImage) -> tuple[records.BoundingBox, ...]:
+def _relative_boxes(image: CheckedImage) -> tuple[tuple[float, float, float, float], ...]:
+    """(xmin, ymin, xmax, ymax) relative to the image size, clamped to [0, 1]."""
     def clamp(value: float) -> float:
         return min(max(value, 0.0), 1.0)
 
     return tuple(
-        records.BoundingBox(clamp(xmin / image.width), clamp(ymin / image.height),
-                            clamp(xmax / image.width), clamp(ymax / image.height))
+        (clamp(xmin / image.width), clamp(ymin / image.height), clamp(xmax / image.width), clamp(ymax / image.height))
         for xmin, ymin, xmax, ymax in image.source.boxes
     )
 
 
 def _jpeg_bytes(image: CheckedImage, data: bytes, max_pixels: int) -> bytes:
-    """The record's JPEG. A plain JPEG was fully decoded by the check: its bytes go in as they are."""
+    """The record's JPEG. A plain JPEG was decoded to its last coefficient by the check: its bytes go in as they are."""
     if hashlib.sha1(data).hexdigest() != image.sha1:
-        raise InputChanged(f"{image.source.origin} changed since it was checked; run the same command again")
+        raise InputChanged(f"{image.source.origin} changed since it was checked", image.source.origin)
     if image.repair is None:
         return data
     try:
         return prepare_image(data, max_pixels).jpeg_bytes
     except BrokenImage as error:  # cannot happen for the same bytes; kept so a bug cannot drop an image silently
-        raise InputChanged(f"{image.source.origin}: {error}") from error
+        raise InputChanged(f"{image.source.origin}: {error}", image.source.origin) from error
 
 
 def sha256_and_size(path: str, sync: bool = False) -> tuple[str, int]:
@@ -136,6 +145,21 @@ def sha256_and_size(path: str, sync: bool = False) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def _record_writer(path: str):
+    """TensorFlow's own writer where TensorFlow is already loaded (its C++ CRC-32C is free then),
+    else ours, which writes the same bytes without importing TensorFlow (the worker processes)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and hasattr(tf, "io"):
+        return tf.io.TFRecordWriter(path)
+    return tfrecord.RecordWriter(path)
+
+
+def _write_failures() -> tuple[type[BaseException], ...]:
+    tf = sys.modules.get("tensorflow")
+    errors = getattr(tf, "errors", None)
+    return (OSError, errors.OpError) if errors is not None and hasattr(errors, "OpError") else (OSError,)
+
+
 def write_shard(task: ShardTask) -> dict:
     """Writes one shard and returns its status (also saved beside it for later reruns).
 
@@ -144,7 +168,7 @@ def write_shard(task: ShardTask) -> dict:
     """
     try:
         return _write_shard(task)
-    except (OSError, tf.errors.OpError) as error:
+    except _write_failures() as error:
         message = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
         raise ShardWriteFailed(f"writing {task.name} in {task.output_dir} failed: {message}") from None
 
@@ -154,16 +178,18 @@ def _write_shard(task: ShardTask) -> dict:
     temporary = os.path.join(task.output_dir, INCOMPLETE_DIR, task.name)
     classes: collections.Counter = collections.Counter()
     open_archives: dict[str, object] = {}
+    written = None
     try:
-        with tf.io.TFRecordWriter(temporary) as writer:
+        with _record_writer(temporary) as writer:
             for image in task.images:
                 source = image.source
                 try:
                     data = read_source(source, open_archives)
                 except UnreadableSource as error:
-                    raise InputChanged(f"{source.origin}: {error} (it was readable when checked)") from error
+                    raise InputChanged(f"{source.origin}: {error} (it was readable when checked)",
+                                       source.origin) from error
                 writer.write(
-                    records.build_example(
+                    tfrecord.serialize_example(
                         jpeg_bytes=_jpeg_bytes(image, data, task.max_pixels),
                         label=labels[source.synset] + task.label_offset,
                         synset=source.synset,
@@ -176,10 +202,13 @@ def _write_shard(task: ShardTask) -> dict:
                 )
                 classes[source.synset] += 1
                 progress.count_images(1)
+            if isinstance(writer, tfrecord.RecordWriter):  # it hashed what it wrote
+                writer.sync()
+                written = writer.sha256(), writer.size
     finally:
         for handle in open_archives.values():
             handle.close()
-    sha256, size = sha256_and_size(temporary, sync=True)
+    sha256, size = written or sha256_and_size(temporary, sync=True)
     os.replace(temporary, task.path)
     status = {
         "shard": task.name,
@@ -189,5 +218,7 @@ def _write_shard(task: ShardTask) -> dict:
         "sha256": sha256,
         "classes": dict(sorted(classes.items())),
     }
-    progress.write_json_atomically(task.status_path, status)
+    # Not synced: load_status trusts it only if it matches the plan and the shard's size, and the
+    # shard itself was synced before its rename.
+    progress.write_json_atomically(task.status_path, status, durable=False)
     return status

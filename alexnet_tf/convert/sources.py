@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +42,11 @@ def read_source(source: ImageSource, open_files: dict[str, object] | None = None
     """Reads the image bytes; `open_files` caches archive handles across calls in a worker."""
     try:
         if source.offset is None:
-            if os.path.isdir(source.path):
-                raise UnreadableSource("is a directory, not a file")
-            with open(source.path, "rb") as handle:
-                return handle.read()
+            try:
+                with open(source.path, "rb") as handle:
+                    return handle.read()
+            except IsADirectoryError:
+                raise UnreadableSource("is a directory, not a file") from None
         handle = None if open_files is None else open_files.get(source.path)
         if handle is None:
             handle = open(source.path, "rb")
