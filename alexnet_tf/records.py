@@ -3,6 +3,9 @@
 The keys follow the TF-slim/inception `build_imagenet_data.py` records, so tools written for
 those (and the TPU reference models) read ours, and `--label_offset=1` reproduces their 1..1000
 labels. Shards are named `train-00000-of-01024` and `validation-00000-of-00128`.
+
+TensorFlow is imported only by what needs it (`build_example`, `read_manifest`, the parse
+specs), so the converter's worker processes can share these names without paying for it.
 """
 
 from __future__ import annotations
@@ -10,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-
-import tensorflow as tf
 
 ENCODED = "image/encoded"
 FORMAT = "image/format"
@@ -42,6 +43,8 @@ def read_manifest(records_dir: str) -> dict | None:
     Read through tf.io.gfile so records on gs:// or hdfs:// work too. Invalid JSON is a
     ValueError naming the file: a damaged manifest must not be mistaken for a missing one.
     """
+    import tensorflow as tf  # noqa: PLC0415  (see the module docstring)
+
     path = os.path.join(records_dir, MANIFEST_NAME)
     if not tf.io.gfile.exists(path):
         return None
@@ -62,18 +65,6 @@ class BoundingBox:
     ymax: float
 
 
-def _bytes(values: list[bytes]) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-
-
-def _ints(values: list[int]) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-
-def _floats(values: list[float]) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-
-
 def build_example(
     *,
     jpeg_bytes: bytes,
@@ -86,6 +77,17 @@ def build_example(
     boxes: tuple[BoundingBox, ...] = (),
 ) -> bytes:
     """One serialized `tf.train.Example`; always an RGB JPEG (the converter guarantees it)."""
+    import tensorflow as tf  # noqa: PLC0415  (see the module docstring)
+
+    def _bytes(values: list[bytes]) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+    def _ints(values: list[int]) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    def _floats(values: list[float]) -> tf.train.Feature:
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
     feature = {
         ENCODED: _bytes([jpeg_bytes]),
         FORMAT: _bytes([b"JPEG"]),
@@ -109,26 +111,30 @@ def build_example(
     return example.SerializeToString(deterministic=True)
 
 
-# What the input pipeline needs from a record; `tf.io.parse_single_example` ignores the rest.
-PARSE_SPEC = {
-    ENCODED: tf.io.FixedLenFeature([], tf.string),
-    LABEL: tf.io.FixedLenFeature([], tf.int64),
-}
+def _parse_specs() -> dict[str, dict]:
+    import tensorflow as tf  # noqa: PLC0415  (see the module docstring)
 
-# Everything, for --verify and for tests.
-FULL_PARSE_SPEC = {
-    ENCODED: tf.io.FixedLenFeature([], tf.string),
-    FORMAT: tf.io.FixedLenFeature([], tf.string),
-    LABEL: tf.io.FixedLenFeature([], tf.int64),
-    SYNSET: tf.io.FixedLenFeature([], tf.string),
-    TEXT: tf.io.FixedLenFeature([], tf.string),
-    HEIGHT: tf.io.FixedLenFeature([], tf.int64),
-    WIDTH: tf.io.FixedLenFeature([], tf.int64),
-    CHANNELS: tf.io.FixedLenFeature([], tf.int64),
-    COLORSPACE: tf.io.FixedLenFeature([], tf.string),
-    FILENAME: tf.io.FixedLenFeature([], tf.string),
-    BBOX_XMIN: tf.io.VarLenFeature(tf.float32),
-    BBOX_YMIN: tf.io.VarLenFeature(tf.float32),
-    BBOX_XMAX: tf.io.VarLenFeature(tf.float32),
-    BBOX_YMAX: tf.io.VarLenFeature(tf.float32),
-}
+    fixed = tf.io.FixedLenFeature
+    boxes = {key: tf.io.VarLenFeature(tf.float32)
+             for key in (BBOX_XMIN, BBOX_YMIN, BBOX_XMAX, BBOX_YMAX)}
+    return {
+        # What the input pipeline needs; `tf.io.parse_single_example` ignores the rest.
+        "PARSE_SPEC": {ENCODED: fixed([], tf.string), LABEL: fixed([], tf.int64)},
+        # Everything, for --verify and for tests.
+        "FULL_PARSE_SPEC": {
+            ENCODED: fixed([], tf.string), FORMAT: fixed([], tf.string),
+            LABEL: fixed([], tf.int64), SYNSET: fixed([], tf.string),
+            TEXT: fixed([], tf.string), HEIGHT: fixed([], tf.int64),
+            WIDTH: fixed([], tf.int64), CHANNELS: fixed([], tf.int64),
+            COLORSPACE: fixed([], tf.string), FILENAME: fixed([], tf.string), **boxes,
+        },
+    }
+
+
+def __getattr__(name: str):
+    """`PARSE_SPEC` and `FULL_PARSE_SPEC`, built on first use (they need TensorFlow)."""
+    if name in ("PARSE_SPEC", "FULL_PARSE_SPEC"):
+        specs = _parse_specs()
+        globals().update(specs)
+        return specs[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

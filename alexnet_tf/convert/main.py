@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 
 from absl import logging
 
-from alexnet_tf.convert import checks, layouts, manifest, progress, shards, tfrecord
+from alexnet_tf import records
+from alexnet_tf.convert import checks, layouts, manifest, progress, shards
 from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
 
 DEFAULT_SHUFFLE_SEED = 12345
@@ -127,7 +128,7 @@ class _Indexed:
 def _log_listing(inventory: layouts.Inventory, input_dir: str) -> None:
     counts = ", ".join(f"{split} {len(sources):,} images" for split, sources in inventory.sources.items())
     logging.info("Found the %s layout in %s: %s", inventory.layout, input_dir, counts or "no images")
-    for split in tfrecord.SPLITS:
+    for split in records.SPLITS:
         if split not in inventory.sources:
             logging.warning("No %s split in %s: converting the rest", split, input_dir)
     for note in inventory.notes:

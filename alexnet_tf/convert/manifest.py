@@ -10,12 +10,12 @@ from __future__ import annotations
 import collections
 import os
 
-from alexnet_tf import __version__, imagenet
-from alexnet_tf.convert import progress, tfrecord
+from alexnet_tf import __version__, imagenet, records
+from alexnet_tf.convert import progress
 from alexnet_tf.convert.layouts import Inventory
 from alexnet_tf.convert.shards import ShardTask, sha256_and_size
 
-MANIFEST_NAME = tfrecord.MANIFEST_NAME
+MANIFEST_NAME = records.MANIFEST_NAME
 
 
 def build_manifest(
@@ -25,7 +25,7 @@ def build_manifest(
     splits = {}
     skipped = [{"source": r.origin, "reason": r.reason} for r in inventory.rejected]
     repaired = []
-    for split in tfrecord.SPLITS:
+    for split in records.SPLITS:
         split_tasks = [task for task in tasks if task.split == split]
         if not split_tasks:
             continue
@@ -54,7 +54,7 @@ def build_manifest(
         "layout": inventory.layout,
         "options": options,
         "splits": splits,
-        "missing_splits": [split for split in tfrecord.SPLITS if split not in splits],
+        "missing_splits": [split for split in records.SPLITS if split not in splits],
         "class_text": {synset: inventory.class_text.get(synset, synset) for synset in present},
         "notes": inventory.notes,
         "repaired": repaired,

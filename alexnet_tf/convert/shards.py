@@ -18,7 +18,7 @@ import os
 import random
 import sys
 
-from alexnet_tf import imagenet
+from alexnet_tf import imagenet, records
 from alexnet_tf.convert import progress, tfrecord
 from alexnet_tf.convert.checks import CheckedImage
 from alexnet_tf.convert.images import BrokenImage, prepare_image
@@ -63,7 +63,7 @@ class ShardTask:
 
     @property
     def name(self) -> str:
-        return tfrecord.shard_name(self.split, self.index, self.num_shards)
+        return records.shard_name(self.split, self.index, self.num_shards)
 
     @property
     def path(self) -> str:

@@ -13,8 +13,8 @@ thousands of images. The bytes are exactly those of `alexnet_tf.records.build_ex
   both optional) and otherwise a NumPy one: byte tables gathered in bulk, about 100 us per 64 KiB
   record on our CPUs, where a C loop with the SSE4.2 instruction takes a few microseconds.
 
-Feature keys, split names and the shard name format are repeated here because
-`alexnet_tf.records`, their home, imports TensorFlow; a test checks that both agree.
+Feature keys, split names and the shard name format come from `alexnet_tf.records`, which
+imports TensorFlow only in the functions that need it.
 """
 
 from __future__ import annotations
@@ -28,27 +28,10 @@ import threading
 
 import numpy as np
 
-ENCODED = "image/encoded"
-FORMAT = "image/format"
-LABEL = "image/class/label"
-SYNSET = "image/class/synset"
-TEXT = "image/class/text"
-HEIGHT = "image/height"
-WIDTH = "image/width"
-CHANNELS = "image/channels"
-COLORSPACE = "image/colorspace"
-FILENAME = "image/filename"
-BBOX_XMIN = "image/object/bbox/xmin"
-BBOX_YMIN = "image/object/bbox/ymin"
-BBOX_XMAX = "image/object/bbox/xmax"
-BBOX_YMAX = "image/object/bbox/ymax"
-
-SPLITS = ("train", "validation")
-MANIFEST_NAME = "manifest.json"
-
-
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    return f"{split}-{index:05d}-of-{num_shards:05d}"
+from alexnet_tf.records import (
+    BBOX_XMAX, BBOX_XMIN, BBOX_YMAX, BBOX_YMIN, CHANNELS, COLORSPACE, ENCODED, FILENAME, FORMAT,
+    HEIGHT, LABEL, SYNSET, TEXT, WIDTH,
+)
 
 
 # --- CRC-32C (Castagnoli), reflected, as TFRecord uses it ---------------------------------------
