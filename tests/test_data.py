@@ -190,7 +190,7 @@ def test_lighting_shift_has_the_pca_covariance():
     assert np.all(np.abs(np.corrcoef(alphas.T) - np.eye(3)) < 0.06)
 
 
-@pytest.mark.parametrize("shape", [(5, 7, 3), (2, 5, 7, 3)])
+@pytest.mark.parametrize("shape", [(5, 7, 3), (2, 5, 7, 3), (10, 4, 6, 5, 3), (3, 1, 3)])
 def test_fast_per_channel_add_equals_broadcasting_exactly(shape):
     image = tf.random.stateless_uniform(shape, seed=[0, 1], maxval=255.0)
     offset = tf.constant([-123.68, 3.25, 0.001])
@@ -368,3 +368,16 @@ def test_two_pipelines_train_on_every_record_once_per_epoch(tmp_path, num_shards
     if num_shards != 4:  # dealt by record
         for step in range(3):
             assert sorted(_image_keys(both[step])) == sorted(_image_keys(single[step]))
+
+
+def test_record_keys_are_the_file_index_and_the_position_in_the_file(tmp_path):
+    """Each record's augmentation is keyed by (file index << 32) + its position in the file."""
+    paths = write_records(str(tmp_path), num_classes=3, images_per_class=3, num_shards=2,
+                          min_side=20, max_side=30)
+    files = tf.data.Dataset.from_tensor_slices((tf.range(2, dtype=tf.int64), paths))
+    keyed = {record.numpy(): int(key)
+             for record, key in data._keyed_records(files, cycle_length=2, deterministic=False)}
+    expected = {record.numpy(): (index << 32) + position
+                for index, path in enumerate(paths)
+                for position, record in enumerate(tf.data.TFRecordDataset(path))}
+    assert keyed == expected and len(expected) == 9
