@@ -4,8 +4,7 @@ The keys follow the TF-slim/inception `build_imagenet_data.py` records, so tools
 those (and the TPU reference models) read ours, and `--label_offset=1` reproduces their 1..1000
 labels. Shards are named `train-00000-of-01024` and `validation-00000-of-00128`.
 
-TensorFlow is imported only by what needs it (`build_example`, `read_manifest`, the parse
-specs), so the converter's worker processes can share these names without paying for it.
+TensorFlow is imported only by what needs it (`read_manifest`, the parse specs), so the converter's worker processes can share these names without paying for it.
 """
 
 from __future__ import annotations
@@ -76,39 +75,19 @@ def build_example(
     filename: str,
     boxes: tuple[BoundingBox, ...] = (),
 ) -> bytes:
-    """One serialized `tf.train.Example`; always an RGB JPEG (the converter guarantees it)."""
-    import tensorflow as tf  # noqa: PLC0415  (see the module docstring)
+    """One serialized `tf.train.Example`; always an RGB JPEG (the converter guarantees it).
 
-    def _bytes(values: list[bytes]) -> tf.train.Feature:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+    The bytes are protobuf's deterministic serialization of the Example, so the same input
+    gives byte-identical shards on every run. They are encoded without TensorFlow
+    (`convert.tfrecord.serialize_example`, compared with `tf.train.Example` in the tests), so
+    the converter's worker processes need not import it.
+    """
+    from alexnet_tf.convert import tfrecord  # noqa: PLC0415  (it imports this module)
 
-    def _ints(values: list[int]) -> tf.train.Feature:
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-    def _floats(values: list[float]) -> tf.train.Feature:
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-
-    feature = {
-        ENCODED: _bytes([jpeg_bytes]),
-        FORMAT: _bytes([b"JPEG"]),
-        LABEL: _ints([label]),
-        SYNSET: _bytes([synset.encode("utf-8")]),
-        TEXT: _bytes([text.encode("utf-8")]),
-        HEIGHT: _ints([height]),
-        WIDTH: _ints([width]),
-        CHANNELS: _ints([3]),
-        COLORSPACE: _bytes([b"RGB"]),
-        FILENAME: _bytes([filename.encode("utf-8", "surrogateescape")]),
-    }
-    if boxes:
-        feature[BBOX_XMIN] = _floats([box.xmin for box in boxes])
-        feature[BBOX_YMIN] = _floats([box.ymin for box in boxes])
-        feature[BBOX_XMAX] = _floats([box.xmax for box in boxes])
-        feature[BBOX_YMAX] = _floats([box.ymax for box in boxes])
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    # deterministic=True fixes the order of the feature map, so the same input gives
-    # byte-identical shards on every run.
-    return example.SerializeToString(deterministic=True)
+    return tfrecord.serialize_example(
+        jpeg_bytes=jpeg_bytes, label=label, synset=synset, text=text, height=height,
+        width=width, filename=filename,
+        boxes=tuple((box.xmin, box.ymin, box.xmax, box.ymax) for box in boxes))
 
 
 def _parse_specs() -> dict[str, dict]:

@@ -423,6 +423,28 @@ def test_native_crc32c_is_used_when_installed(monkeypatch):
     assert tfrecord._native_crc32c() is None
 
 
+def tensorflow_example(*, jpeg_bytes, label, synset, text, height, width, filename, boxes) -> bytes:
+    """The reference: the record built with TensorFlow's own protobuf classes."""
+
+    def feature(kind, values):
+        lists = {"bytes": tf.train.BytesList, "int64": tf.train.Int64List, "float": tf.train.FloatList}
+        return tf.train.Feature(**{f"{kind}_list": lists[kind](value=values)})
+
+    features = {
+        records.ENCODED: feature("bytes", [jpeg_bytes]), records.FORMAT: feature("bytes", [b"JPEG"]),
+        records.LABEL: feature("int64", [label]), records.SYNSET: feature("bytes", [synset.encode("utf-8")]),
+        records.TEXT: feature("bytes", [text.encode("utf-8")]), records.HEIGHT: feature("int64", [height]),
+        records.WIDTH: feature("int64", [width]), records.CHANNELS: feature("int64", [3]),
+        records.COLORSPACE: feature("bytes", [b"RGB"]),
+        records.FILENAME: feature("bytes", [filename.encode("utf-8", "surrogateescape")]),
+    }
+    if boxes:
+        for position, key in enumerate((records.BBOX_XMIN, records.BBOX_YMIN, records.BBOX_XMAX, records.BBOX_YMAX)):
+            features[key] = feature("float", [box[position] for box in boxes])
+    example = tf.train.Example(features=tf.train.Features(feature=features))
+    return example.SerializeToString(deterministic=True)
+
+
 def test_examples_and_files_are_those_of_tensorflow(tmp_path):
     from alexnet_tf.convert import tfrecord
 
@@ -442,9 +464,11 @@ def test_examples_and_files_are_those_of_tensorflow(tmp_path):
         ))
     with tf.io.TFRecordWriter(str(tmp_path / "tf")) as theirs, tfrecord.RecordWriter(str(tmp_path / "ours")) as ours:
         for case in cases:
-            expected = records.build_example(**{**case, "boxes": tuple(records.BoundingBox(*box) for box in case["boxes"])})
+            expected = tensorflow_example(**case)
             serialized = tfrecord.serialize_example(**case)
             assert serialized == expected, case["boxes"]
+            boxes = tuple(records.BoundingBox(*box) for box in case["boxes"])
+            assert records.build_example(**{**case, "boxes": boxes}) == expected
             theirs.write(expected)
             ours.write(serialized)
         ours.sync()

@@ -297,8 +297,9 @@ def serialize_example(
     filename: str,
     boxes: tuple[tuple[float, float, float, float], ...] = (),
 ) -> bytes:
-    """The bytes of `alexnet_tf.records.build_example(...)` for the same arguments; boxes are
-    (xmin, ymin, xmax, ymax) in relative coordinates.
+    """The bytes of a `tf.train.Example` with these features, serialized deterministically
+    (what `alexnet_tf.records.build_example` returns); boxes are (xmin, ymin, xmax, ymax) in
+    relative coordinates.
 
     Protobuf's deterministic serialization writes the map entries sorted by key; every numeric
     list is packed. Example.features = 1, Features.feature = 1.
