@@ -220,26 +220,19 @@ def _training_records(
     def deal(records):
         return records.shard(num_pipelines, pipeline_id) if shard_by_record else records
 
-    cached = None
-    if cache:
-        cached = _keyed_records(
-            indexed_files, cycle_length=cycle_length,
-            deterministic=deterministic or shard_by_record)
-        if not shuffle_before_dealing:
-            cached = deal(cached)
-        cached = cached.cache()
+    def read(files_in_order):
+        # Dealing by record needs the same order in every pipeline.
+        records = _keyed_records(files_in_order, cycle_length=cycle_length,
+                                 deterministic=deterministic or shard_by_record)
+        return records if shuffle_before_dealing else deal(records)
+
+    cached = read(indexed_files).cache() if cache else None
 
     def one_pass(pass_seed):
         if cached is not None:
             records = cached
         else:
-            records = _keyed_records(
-                indexed_files.shuffle(len(files), seed=pass_seed),
-                cycle_length=cycle_length,
-                # Dealing by record needs the same order in every pipeline.
-                deterministic=deterministic or shard_by_record)
-            if not shuffle_before_dealing:
-                records = deal(records)
+            records = read(indexed_files.shuffle(len(files), seed=pass_seed))
         records = records.shuffle(shuffle_buffer, seed=pass_seed)
         if shuffle_before_dealing:
             records = deal(records)
