@@ -189,8 +189,9 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
     data_dir = FLAGS.data_dir
     if not tf.io.gfile.isdir(data_dir):
         raise app.UsageError(f"--data_dir={data_dir} is not a directory")
-    for split in ("train", "validation"):
-        if not find_shards(data_dir, split):
+    shards = {split: find_shards(data_dir, split) for split in ("train", "validation")}
+    for split in shards:
+        if not shards[split]:
             raise app.UsageError(f"--data_dir={data_dir} has no {split}-*-of-* shards "
                                  "(run tools/build_tfrecords.py first)")
     manifest = read_manifest(data_dir)
@@ -200,7 +201,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
     check_labels_fit(manifest, label_offset)
     steps = FLAGS.steps_per_epoch
     if steps is None:
-        train_images = count_images(manifest, "train", find_shards(data_dir, "train"))
+        train_images = count_images(manifest, "train", shards["train"])
         steps = train_images // FLAGS.batch_size
         if steps == 0:
             raise app.UsageError(f"--batch_size={FLAGS.batch_size} is more than the "
@@ -208,7 +209,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
     pipelines = distribution.input_pipelines(strategy)
     logging.info("Data: %s, label offset %d, %d steps per epoch, %d input pipeline(s) "
                  "split by %s", data_dir, label_offset, steps, pipelines,
-                 "file" if data.shards_by_file(len(find_shards(data_dir, "train")), pipelines)
+                 "file" if data.shards_by_file(len(shards["train"]), pipelines)
                  else "record")
 
     def training_data(first_epoch: int, steps_done: int):
