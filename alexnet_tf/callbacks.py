@@ -75,6 +75,10 @@ class TrainingCheckpoint:
         self.partial_epoch_logs.assign(json.dumps(partial_logs or {}))
         return self._manager.save()
 
+    @property
+    def latest(self) -> str | None:
+        return self._manager.latest_checkpoint
+
     def partial_logs(self) -> dict:
         return json.loads(self.partial_epoch_logs.numpy().decode("utf-8"))
 
@@ -250,6 +254,9 @@ class CheckpointOnPreemption(keras.callbacks.Callback):
     """On SIGTERM (how clusters and cloud VMs announce preemption): finish the running step,
     save a checkpoint that says how far into the epoch training got, and stop.
 
+    A signal during the epoch's last step or its validation stops at the epoch's end instead,
+    once SaveEachEpoch (which must come earlier in the callback list) has saved it.
+
     `first_step` is where in the epoch this process started (non-zero when it is itself
     finishing a preempted epoch), so repeated preemptions of one epoch add up correctly.
     """
@@ -279,11 +286,23 @@ class CheckpointOnPreemption(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._first_step, self._earlier_logs = 0, {}
+        if self._signalled:
+            # SaveEachEpoch, earlier in the list, has just saved the whole epoch.
+            self.on_train_end()
+            raise TrainingPreempted(
+                f"preempted: saved {self.checkpoint.latest} at the end of epoch {epoch + 1}; "
+                "run the same command again to resume"
+            )
 
     def on_train_batch_end(self, batch, logs=None):
         if not self._signalled:
             return
         steps_this_run = batch + 1
+        if steps_this_run == self.params.get("steps"):
+            # The epoch's last step: a checkpoint at "all steps taken, not yet validated"
+            # would make the rerun take one step too many. Let validation run and stop at
+            # the epoch's end instead.
+            return
         steps_into_epoch = self._first_step + steps_this_run
         partial_logs = combine_means(
             self._earlier_logs, self._first_step, _training_logs(logs or {}), steps_this_run

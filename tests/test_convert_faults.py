@@ -425,27 +425,32 @@ def test_sigkill_at_each_stage_in_a_row_then_the_same_command_finishes_identical
 def test_sigkill_at_random_moments_then_the_same_command_finishes_identically(tmp_path_factory, work, workers, kill):
     """Six kills by a seeded timer, in a row on one --output_dir, then the plain command.
 
-    The moments are fractions of the uninterrupted run's time, counted from the process start or
-    from the end of listing (most of a small run is interpreter start-up). With two workers, killing
-    the parent alone leaves its workers to finish or die on their own while the next run starts."""
+    The moments are fractions of the time the run has left, counted from the process start or from
+    the end of listing (most of a small run is interpreter start-up). A rerun only converts the
+    shards not yet in place, so its time left is the uninterrupted run's conversion time scaled by
+    the share of shards missing. With two workers, killing the parent alone leaves its workers to
+    finish or die on their own while the next run starts."""
     conv = Conversion(tmp_path_factory.mktemp("faults_timed"), corpus.make_images(seed=3, per_class=60),
                       corpus.validation_images(per_class=4), train_shards=12, validation_shards=2)
-    whole = conv.uninterrupted.ended - conv.uninterrupted.started
+    starting = conv.uninterrupted.listed_at - conv.uninterrupted.started  # interpreter, listing
     converting = conv.uninterrupted.ended - conv.uninterrupted.listed_at  # checking, writing, manifest
+    total_shards = len(conv.records)
+    in_place = 0
     rng = random.Random(f"{workers} {kill}")
     moments = [("listed", rng.uniform(0.05, 0.5)), ("started", rng.uniform(0.3, 0.9)), ("listed", rng.uniform(0.0, 0.3)),
                ("listed", rng.uniform(0.1, 0.5)), ("started", rng.uniform(0.4, 0.9)), ("listed", rng.uniform(0.0, 0.3))]
     outcomes = []
     for origin, fraction in moments:
+        left = converting * max(total_shards - in_place, 1) / total_shards
         run = Run(conv.command(work / "out", workers), cwd=work / "cwd", new_session=True)
         if origin == "listed":
             deadline = time.monotonic() + TIMEOUT
             while not run.listed.wait(0.001) and run.process.poll() is None and time.monotonic() < deadline:
                 pass
             assert run.listed.is_set(), run.stderr[-3000:]
-            time.sleep(fraction * converting)
+            time.sleep(fraction * left)
         else:
-            time.sleep(fraction * whole)
+            time.sleep(fraction * (starting + left))
         if kill == "process group":
             try:
                 os.killpg(run.process.pid, signal.SIGKILL)
@@ -459,7 +464,8 @@ def test_sigkill_at_random_moments_then_the_same_command_finishes_identically(tm
         # at once is test_kill_of_the_parent_alone_while_workers_write_big_shards_then_an_immediate_rerun).
         wait_for_process_group(run.process.pid)
         final = check_after_kill(conv, work)
-        outcomes.append((origin, round(fraction, 2), "killed" if code else "finished first", len(final)))
+        in_place = len(final)
+        outcomes.append((origin, round(fraction, 2), "killed" if code else "finished first", in_place))
     print(f"timed kills ({workers} workers, {kill}): (from, fraction, outcome, final shards after it)", outcomes)
     assert sum(outcome[2] == "killed" for outcome in outcomes) >= 3, outcomes
     check_final(conv, work, conv.run(work / "out", work / "cwd"))

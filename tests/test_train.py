@@ -346,6 +346,53 @@ def test_partial_epoch_metrics_combine_by_steps():
     assert combined == {"loss": pytest.approx(1.75)}
 
 
+class SigtermAtStep(keras.callbacks.Callback):
+    """Sends this process a SIGTERM at the end of one step, as a preempting cluster would."""
+
+    def __init__(self, epoch: int, step: int):
+        super().__init__()
+        self.epoch, self.step, self._current_epoch = epoch, step, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self._current_epoch, batch + 1) == (self.epoch, self.step):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("signalled_after_step, saved_epochs, saved_steps",
+                         [(3, 1, 3), (1, 1, 1), (4, 2, 0)])
+def test_sigterm_at_any_step_saves_a_state_the_rerun_can_finish_exactly(
+        tmp_path, signalled_after_step, saved_epochs, saved_steps):
+    # Step 4 of 4 is the edge a CI run once hit: a checkpoint saying "4 steps into epoch 2"
+    # made the rerun take a fifth. Such a signal must end the epoch (validated, saved) instead.
+    steps_per_epoch = 4
+    model, _ = tiny_model_and_optimizer()
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    checkpoint = callbacks.TrainingCheckpoint(
+        str(tmp_path), model=model, optimizer=model.optimizer,
+        schedule=schedules.PlateauSchedule(0.01))
+    history = []
+    handler_before = signal.getsignal(signal.SIGTERM)
+    data = tf.data.Dataset.from_tensors((tf.ones((2, 3)), tf.ones((2, 2)))).repeat()
+    with pytest.raises(callbacks.TrainingPreempted):
+        model.fit(data, epochs=3, steps_per_epoch=steps_per_epoch, verbose=0,
+                  validation_data=data.take(1),
+                  callbacks=[SigtermAtStep(epoch=1, step=signalled_after_step),
+                             callbacks.SaveEachEpoch(checkpoint, history=history,
+                                                     history_path=None, curves_path=None),
+                             callbacks.CheckpointOnPreemption(checkpoint)])
+    assert signal.getsignal(signal.SIGTERM) == handler_before  # Ours is not left installed.
+    saved = tf.train.load_checkpoint(str(tmp_path))
+    assert saved.get_tensor("completed_epochs/.ATTRIBUTES/VARIABLE_VALUE") == saved_epochs
+    assert saved.get_tensor("steps_into_epoch/.ATTRIBUTES/VARIABLE_VALUE") == saved_steps
+    assert saved.get_tensor("steps_into_epoch/.ATTRIBUTES/VARIABLE_VALUE") < steps_per_epoch
+    assert [record["epoch"] for record in history] == list(range(1, saved_epochs + 1))
+    assert "val_loss" in history[-1]
+    assert int(model.optimizer.iterations.numpy()) == steps_per_epoch + signalled_after_step
+
+
 PER_REPLICA_XLA_SCRIPT = """
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
