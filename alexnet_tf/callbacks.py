@@ -18,6 +18,7 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -257,22 +258,32 @@ class CheckpointOnPreemption(keras.callbacks.Callback):
     A signal during the epoch's last step or its validation stops at the epoch's end instead,
     once SaveEachEpoch (which must come earlier in the callback list) has saved it.
 
+    With several workers a signal may reach only some of them; `any_worker` (see
+    `distribution.any_worker`) lets all of them agree, every `check_every` steps, to stop at
+    the same step, so the chief saves the state of that step and every worker exits alike.
+
     `first_step` is where in the epoch this process started (non-zero when it is itself
     finishing a preempted epoch), so repeated preemptions of one epoch add up correctly.
     """
 
     def __init__(self, checkpoint: TrainingCheckpoint, *, first_step: int = 0,
-                 earlier_logs: dict | None = None):
+                 earlier_logs: dict | None = None, any_worker: Callable[[bool], bool] = bool,
+                 check_every: int = 1):
         super().__init__()
         self.checkpoint = checkpoint
         self._first_step = first_step
         self._earlier_logs = earlier_logs or {}
+        self._any_worker = any_worker
+        self._check_every = check_every
         self._epoch = 0
         self._signalled = False
+        self._stop_at_epoch_end = False
         self._previous_handler = None
 
     def _on_sigterm(self, signum, frame):
-        logging.warning("SIGTERM received: saving a checkpoint after the current step")
+        logging.warning("SIGTERM received: saving a checkpoint after the current step%s",
+                        "" if self._check_every == 1 else
+                        f" that every worker reaches (within {self._check_every} steps)")
         self._signalled = True
 
     def on_train_begin(self, logs=None):
@@ -286,7 +297,8 @@ class CheckpointOnPreemption(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._first_step, self._earlier_logs = 0, {}
-        if self._signalled:
+        # Every worker asks here, in step: a signal during validation counts too.
+        if self._stop_at_epoch_end or self._any_worker(self._signalled):
             # SaveEachEpoch, earlier in the list, has just saved the whole epoch.
             self.on_train_end()
             raise TrainingPreempted(
@@ -295,13 +307,16 @@ class CheckpointOnPreemption(keras.callbacks.Callback):
             )
 
     def on_train_batch_end(self, batch, logs=None):
-        if not self._signalled:
-            return
         steps_this_run = batch + 1
-        if steps_this_run == self.params.get("steps"):
-            # The epoch's last step: a checkpoint at "all steps taken, not yet validated"
-            # would make the rerun take one step too many. Let validation run and stop at
-            # the epoch's end instead.
+        last_step = steps_this_run == self.params.get("steps")
+        if steps_this_run % self._check_every and not last_step:
+            return
+        if not self._any_worker(self._signalled):
+            return
+        if last_step:
+            # A checkpoint at "all steps taken, not yet validated" would make the rerun take
+            # one step too many. Let validation run and stop at the epoch's end instead.
+            self._stop_at_epoch_end = True
             return
         steps_into_epoch = self._first_step + steps_this_run
         partial_logs = combine_means(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import types
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -75,6 +76,33 @@ def input_pipelines(strategy: tf.distribute.Strategy) -> int:
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return max(worker_count(), 1)
     return 1
+
+
+def any_worker(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
+    """A function every worker calls at the same step: True on all if any worker passed True.
+
+    For decisions the whole job must take at one step, such as stopping when a preemption
+    signal reached only some machines: a worker that stopped alone would leave the others
+    blocked in their next all-reduce. With one worker it is `bool`, no communication at all.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return bool
+
+    @tf.function
+    def total(flag: tf.Tensor):
+        def replica_sum(value):
+            # The identity puts the value on this replica's device; an all-reduce of a
+            # tensor without a device has no destination.
+            return tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.identity(value))
+
+        return strategy.run(replica_sum, args=(flag,))
+
+    def agree(flag: bool) -> bool:
+        summed = strategy.experimental_local_results(total(tf.constant(float(flag))))[0]
+        return float(summed) > 0
+
+    return agree
 
 
 def batches_per_pipeline(context: tf.distribute.InputContext, steps: int) -> int:

@@ -104,6 +104,10 @@ flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step. Honoured
 flags.DEFINE_integer("num_cpu_replicas", 0, "Split the CPU into this many logical devices "
                      "and mirror over them (tests the multi-replica path without GPUs).",
                      lower_bound=0)
+flags.DEFINE_integer("preemption_check_steps", 10, "With several workers: steps between the "
+                     "all-reduces by which the workers agree to stop together when a SIGTERM "
+                     "reached any of them (one process checks every step, for free).",
+                     lower_bound=1)
 # Output.
 flags.DEFINE_string("model_dir", None, "Where checkpoints, logs, model.keras and summary.json "
                     "go; a run resumes from the checkpoints here.")
@@ -338,8 +342,10 @@ def train() -> dict:
             history_path=history_path if chief else None,
             curves_path=os.path.join(FLAGS.model_dir, "training_curves.png") if chief else None,
             resumed_steps=steps_done, resumed_logs=partial_logs),
-        callbacks.CheckpointOnPreemption(checkpoint, first_step=steps_done,
-                                         earlier_logs=partial_logs),
+        callbacks.CheckpointOnPreemption(
+            checkpoint, first_step=steps_done, earlier_logs=partial_logs,
+            any_worker=distribution.any_worker(strategy),
+            check_every=FLAGS.preemption_check_steps if distribution.worker_count() > 1 else 1),
     ]
     if FLAGS.train_steps:
         callback_list.append(callbacks.StopAtStep(FLAGS.train_steps))

@@ -31,6 +31,7 @@ EPOCHS = 4
 FLAGS = ("--seed=7", "--dropout=0", "--mixed_precision=none", f"--epochs={EPOCHS}",
          "--batch_size=16", "--progress=epoch")
 EXIT_WORKER_LOST = 75
+EXIT_PREEMPTED = 143
 
 pytestmark = pytest.mark.slow
 
@@ -55,18 +56,18 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def command(records_dir: str, model_dir: str) -> list[str]:
+def command(records_dir: str, model_dir: str, *extra_flags: str) -> list[str]:
     return [sys.executable, "-m", "alexnet_tf.train", f"--flagfile={SMOKE_CONFIG}",
-            f"--data_dir={records_dir}", f"--model_dir={model_dir}", *FLAGS]
+            f"--data_dir={records_dir}", f"--model_dir={model_dir}", *FLAGS, *extra_flags]
 
 
 def start_worker(index: int, ports: list[int], records_dir: str, model_dir: str,
-                 log_path: str) -> subprocess.Popen:
+                 log_path: str, *extra_flags: str) -> subprocess.Popen:
     tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
                  "task": {"type": "worker", "index": index}}
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2",
                TF_CONFIG=json.dumps(tf_config))
-    return subprocess.Popen(command(records_dir, model_dir), cwd=REPO_ROOT, env=env,
+    return subprocess.Popen(command(records_dir, model_dir, *extra_flags), cwd=REPO_ROOT, env=env,
                             stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
 
 
@@ -132,7 +133,11 @@ def test_killed_worker_restarted_and_the_job_ends_as_one_process_would(
         assert wait(worker, log) == 0, tail(log)
     assert "Resuming from" in tail(logs[0]) or "Resuming from" in open(logs[0]).read()
 
-    # Same steps and epochs as one process, the same weights and momenta to round-off.
+    assert_ended_as_one_process(model_dir, single_process)
+
+
+def assert_ended_as_one_process(model_dir: str, single_process: str) -> None:
+    """Same steps and epochs as one process, the same weights and momenta to round-off."""
     reference, resumed = trained_state(single_process), trained_state(model_dir)
     assert sorted(resumed) == sorted(reference)
     assert int(resumed["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"]) == EPOCHS * 4
@@ -146,7 +151,43 @@ def test_killed_worker_restarted_and_the_job_ends_as_one_process_would(
     assert worst < 1e-4, f"largest relative difference {worst:g}"
 
     # One history, every epoch once; only the chief wrote outputs, and its scratch is gone.
-    with open(history) as handle:
+    with open(os.path.join(model_dir, "history.json")) as handle:
         assert [record["epoch"] for record in json.load(handle)] == list(range(1, EPOCHS + 1))
     assert os.path.exists(os.path.join(model_dir, "summary.json"))
     assert not os.path.exists(os.path.join(model_dir, "workers"))
+
+
+def test_sigterm_to_one_worker_stops_every_worker_at_one_step_and_the_rerun_loses_nothing(
+        records_dir, single_process, tmp_path):
+    # A preempted machine gets the SIGTERM, the others do not. Worker 1 alone is signalled here:
+    # the chief must stop at the same step (not hang in an all-reduce, not lose the epoch),
+    # save that step, and the rerun must end exactly as one process would.
+    model_dir = str(tmp_path / "model")
+    ports = free_ports(2)
+    logs = [str(tmp_path / f"worker{i}.log") for i in range(2)]
+    flags = ("--preemption_check_steps=1",)
+    workers = [start_worker(i, ports, records_dir, model_dir, logs[i], *flags) for i in range(2)]
+    history = os.path.join(model_dir, "history.json")
+    deadline = time.monotonic() + 240
+    while not os.path.exists(history):
+        assert all(w.poll() is None for w in workers), tail(logs[0]) + tail(logs[1])
+        assert time.monotonic() < deadline, "no epoch finished: " + tail(logs[0])
+        time.sleep(0.05)
+    time.sleep(1.0)  # Into epoch 2's steps, most of the time.
+    workers[1].send_signal(signal.SIGTERM)
+    codes = [wait(worker, log) for worker, log in zip(workers, logs)]
+    assert codes == [EXIT_PREEMPTED, EXIT_PREEMPTED], tail(logs[0]) + tail(logs[1])
+    assert "preempted: saved" in tail(logs[0])  # The chief, which got no signal, saved.
+    saved = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    completed = int(saved.get_tensor("completed_epochs/.ATTRIBUTES/VARIABLE_VALUE"))
+    steps_into_epoch = int(saved.get_tensor("steps_into_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    steps_taken = int(saved.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert 1 <= completed < EPOCHS and 0 <= steps_into_epoch < 4
+    assert steps_taken == completed * 4 + steps_into_epoch
+    print(f"stopped together after epoch {completed}, step {steps_into_epoch}")
+
+    logs = [str(tmp_path / f"worker{i}.restarted.log") for i in range(2)]
+    workers = [start_worker(i, ports, records_dir, model_dir, logs[i], *flags) for i in range(2)]
+    for worker, log in zip(workers, logs):
+        assert wait(worker, log) == 0, tail(log)
+    assert_ended_as_one_process(model_dir, single_process)
