@@ -85,6 +85,17 @@ def tail(path: str) -> str:
         return handle.read()[-3000:]
 
 
+def wait_for_first_epoch(model_dir: str, workers: list[subprocess.Popen], logs: list[str]) -> str:
+    """Blocks until the chief has written history.json (its first epoch is done); its path."""
+    history = os.path.join(model_dir, "history.json")
+    deadline = time.monotonic() + 240
+    while not os.path.exists(history):
+        assert all(w.poll() is None for w in workers), tail(logs[0]) + tail(logs[1])
+        assert time.monotonic() < deadline, "no epoch finished: " + tail(logs[0])
+        time.sleep(0.05)
+    return history
+
+
 def trained_state(model_dir: str) -> dict[str, np.ndarray]:
     reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
@@ -109,12 +120,7 @@ def test_killed_worker_restarted_and_the_job_ends_as_one_process_would(
     workers = [start_worker(i, ports, records_dir, model_dir, logs[i]) for i in range(2)]
 
     # Kill worker 1 once the chief has finished an epoch, i.e. in the middle of the job.
-    history = os.path.join(model_dir, "history.json")
-    deadline = time.monotonic() + 240
-    while not os.path.exists(history):
-        assert all(w.poll() is None for w in workers), tail(logs[0]) + tail(logs[1])
-        assert time.monotonic() < deadline, "no epoch finished: " + tail(logs[0])
-        time.sleep(0.2)
+    history = wait_for_first_epoch(model_dir, workers, logs)
     workers[1].send_signal(signal.SIGKILL)
     workers[1].wait()
 
@@ -167,12 +173,7 @@ def test_sigterm_to_one_worker_stops_every_worker_at_one_step_and_the_rerun_lose
     logs = [str(tmp_path / f"worker{i}.log") for i in range(2)]
     flags = ("--preemption_check_steps=1",)
     workers = [start_worker(i, ports, records_dir, model_dir, logs[i], *flags) for i in range(2)]
-    history = os.path.join(model_dir, "history.json")
-    deadline = time.monotonic() + 240
-    while not os.path.exists(history):
-        assert all(w.poll() is None for w in workers), tail(logs[0]) + tail(logs[1])
-        assert time.monotonic() < deadline, "no epoch finished: " + tail(logs[0])
-        time.sleep(0.05)
+    wait_for_first_epoch(model_dir, workers, logs)
     time.sleep(1.0)  # Into epoch 2's steps, most of the time.
     workers[1].send_signal(signal.SIGTERM)
     codes = [wait(worker, log) for worker, log in zip(workers, logs)]
