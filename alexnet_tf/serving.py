@@ -24,7 +24,6 @@ only decides whether a string *output* is written back as b64. The input is stil
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 
 from alexnet_tf import data, imagenet
+from alexnet_tf import labels as labels_module
 
 if TYPE_CHECKING:  # predict.py imports this module and should not pay for importing Keras.
     import keras
@@ -46,38 +46,9 @@ TOP_K = 5
 BACKGROUND = "background"
 
 
-class ClassListError(ValueError):
-    """A class list (synsets file) that does not fit the model."""
-
-
-def read_class_list(path: str) -> list[str]:
-    """Class names in label order: a text file with one a line, or a JSON list of names.
-
-    Only models trained on other data need one: the converter always writes ImageNet label
-    ids, so a model trained on its records has the 1000 ImageNet classes.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as error:
-        raise ClassListError(f"{path}: cannot read the class list: {error.strerror}") from None
-    if path.endswith(".json"):
-        try:
-            names = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ClassListError(f"{path}: not valid JSON ({error})") from None
-        if not isinstance(names, list) or not all(
-            isinstance(name, str) and name.strip() for name in names
-        ):
-            raise ClassListError(f"{path}: expected a JSON list of non-empty class names")
-        names = [name.strip() for name in names]
-    else:
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
-        raise ClassListError(f"{path}: the class list is empty")
-    if len(set(names)) != len(names):
-        raise ClassListError(f"{path}: the class list names a class twice")
-    return names
+# One parser of class lists for the whole package (labels.py); kept here under the old names.
+ClassListError = labels_module.ClassListError
+read_class_list = labels_module.read_labels
 
 
 def class_labels(
