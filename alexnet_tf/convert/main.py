@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from absl import logging
 
 from alexnet_tf import records
-from alexnet_tf.convert import checks, layouts, manifest, progress, shards
+from alexnet_tf.convert import checks, layouts, manifest, output_folder, progress, shards
 from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
 
 DEFAULT_SHUFFLE_SEED = 12345
@@ -206,13 +206,19 @@ def convert(
     if train_shards < 1 or validation_shards < 1:
         raise ConversionError("--train_shards and --validation_shards must be at least 1")
     inventory = layouts.list_images(input_dir, layout)
+    refusal = output_folder.refusal_if_inside_input(input_dir, output_dir, inventory.layout)
+    if refusal:
+        raise ConversionError(refusal)
     _log_listing(inventory, input_dir)
     if not inventory.sources:
         raise ConversionError(f"{input_dir} has no train or validation images to convert")
     shard_counts = {"train": train_shards, "validation": validation_shards}
     for split in inventory.sources:
         _check_no_stale_shards(output_dir, split, shard_counts[split])
-    _prepare_output(output_dir)
+    try:
+        _prepare_output(output_dir)
+    except OSError as error:
+        raise ConversionError(output_folder.explain_os_error(output_dir, error)) from None
     marks = {"listing": time.monotonic()}
 
     workers = _Workers(num_workers or os.cpu_count() or 1)
@@ -279,4 +285,16 @@ def convert(
         listed / max(elapsed, 1e-9), progress.format_duration(elapsed), ", ".join(stages), written_now,
         len(tasks) - written_now, path,
     )
+    _fail_if_a_split_lost_every_image(result, skipped)
     return result
+
+
+def _fail_if_a_split_lost_every_image(result: dict, skipped: dict[str, list[dict]]) -> None:
+    """A split that had images and ended with none is a failed conversion, not a finished one."""
+    for split, entry in result["splits"].items():
+        if entry["listed"] and not entry["images"]:
+            reasons = sorted({item["reason"] for item in skipped.get(split, ())})
+            example = f" ({reasons[0]}{'; ...' if len(reasons) > 1 else ''})" if reasons else ""
+            raise ConversionError(
+                f"no {split} image was written: all {entry['listed']:,} listed were skipped"
+                f"{example}; the reasons are in manifest.json's skipped list")

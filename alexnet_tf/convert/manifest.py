@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 
 from alexnet_tf import __version__, imagenet, records
 from alexnet_tf.convert import progress
@@ -16,6 +17,8 @@ from alexnet_tf.convert.layouts import Inventory
 from alexnet_tf.convert.shards import ShardTask, sha256_and_size
 
 MANIFEST_NAME = records.MANIFEST_NAME
+# What any converter names a shard: SPLIT-00000-of-01024 (ours, TF-slim's, the TPU scripts').
+_SHARD_LIKE = re.compile(r"^[A-Za-z0-9_]+-\d+-of-\d+$")
 
 
 def build_manifest(
@@ -114,9 +117,39 @@ def _check_records(path: str, label_offset: int) -> tuple[int, list[str]]:
     return count, problems
 
 
+def _shape_problem(manifest) -> str | None:
+    """What keeps `manifest` from being one the converter wrote, or None."""
+    if not isinstance(manifest, dict):
+        return "is not a JSON object"
+    missing = [key for key in ("options", "splits") if not isinstance(manifest.get(key), dict)]
+    if missing:
+        return f"has no {' or '.join(repr(key) for key in missing)}"
+    if not isinstance(manifest["options"].get("label_offset"), int):
+        return "has no integer options.label_offset"
+    for split, entry in manifest["splits"].items():
+        shards = entry.get("shards") if isinstance(entry, dict) else None
+        if not isinstance(shards, list) or not all(
+                isinstance(shard, dict) and {"shard", "records", "bytes", "sha256"} <= set(shard)
+                for shard in shards):
+            return f"has no list of {split} shards with shard, records, bytes and sha256"
+    return None
+
+
+def unlisted_shards(output_dir: str, manifest: dict) -> list[str]:
+    """Files in `output_dir` named like shards of any split that the manifest does not list."""
+    listed = {shard["shard"] for entry in manifest["splits"].values() for shard in entry["shards"]}
+    return sorted(name for name in os.listdir(output_dir)
+                  if _SHARD_LIKE.match(name) and name not in listed)
+
+
 def verify_output(output_dir: str) -> tuple[int, list[str]]:
     """Reads every shard back; returns (records checked, problems). No problems means intact."""
     manifest = read_manifest(output_dir)
+    shape_problem = _shape_problem(manifest)
+    if shape_problem:
+        raise ValueError(f"{os.path.join(output_dir, MANIFEST_NAME)} {shape_problem}: it is not "
+                         "a manifest written by tools/build_tfrecords.py (convert again to "
+                         "rewrite it)")
     label_offset = manifest["options"]["label_offset"]
     problems, checked = [], 0
     for split, entry in manifest["splits"].items():
@@ -132,4 +165,7 @@ def verify_output(output_dir: str) -> tuple[int, list[str]]:
             problems.extend(record_problems)
             if count != shard["records"]:
                 problems.append(f"{shard['shard']}: {count} readable records, the manifest says {shard['records']}")
+    for name in unlisted_shards(output_dir, manifest):
+        problems.append(f"{name}: named like a shard but not in manifest.json (the trainer and "
+                        "evaluate leave it out); remove it, or convert again if it belongs")
     return checked, problems
