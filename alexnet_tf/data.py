@@ -12,6 +12,7 @@ tf.data performance guide (https://www.tensorflow.org/guide/data_performance).
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -92,7 +93,13 @@ def preprocess_for_train(
     return augment.subtract_mean(image, shift)
 
 
-def _matching_files(file_pattern: str) -> list[str]:
+def _matching_files(file_pattern: str | Sequence[str]) -> list[str]:
+    """The files of a glob pattern, sorted; a list of files (a manifest's shards) as given."""
+    if not isinstance(file_pattern, str):
+        files = list(file_pattern)
+        if not files:
+            raise ValueError("the list of record files is empty")
+        return files
     files = sorted(tf.io.gfile.glob(file_pattern))
     if not files:
         raise ValueError(f"no files match the pattern {file_pattern!r}")
@@ -262,7 +269,7 @@ def _training_records(
 
 
 def build_dataset(
-    file_pattern: str,
+    file_pattern: str | Sequence[str],
     *,
     training: bool,
     batch_size: int,
@@ -280,7 +287,7 @@ def build_dataset(
     batches_per_epoch: int | None = None,
     skip_batches: int = 0,
 ) -> tf.data.Dataset:
-    """(images, labels) batches from the converter's TFRecord shards.
+    """(images, labels) batches from the converter's TFRecord shards (a glob or a list of files).
 
     images: float32 [B, S, S, 3] (or [B, 10, S, S, 3] with `ten_crop`), mean-subtracted pixels
     on the 0..255 scale; labels: int32 [B], 0-based (the record's label minus `label_offset`,

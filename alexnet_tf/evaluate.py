@@ -16,10 +16,10 @@ import sys
 
 import keras
 import tensorflow as tf
-from absl import app, flags
+from absl import app, flags, logging
 
 import alexnet_tf.layers  # noqa: F401  (registers the custom layers for load_model)
-from alexnet_tf import data, records
+from alexnet_tf import damaged_shards, data, label_offsets, model_checks, records, shard_listing
 
 flags.DEFINE_string("data_dir", None, "Directory with the converter's shards.")
 flags.DEFINE_string("model", None, "The trained model, e.g. MODEL_DIR/model.keras.")
@@ -37,11 +37,6 @@ flags.DEFINE_integer("max_batches", None, "Score only this many batches (quick c
 flags.DEFINE_string("output_json", None, "Also write the results to this JSON file.")
 flags.mark_flags_as_required(["data_dir", "model"])
 FLAGS = flags.FLAGS
-
-
-def manifest_label_offset(data_dir: str) -> int:
-    manifest = records.read_manifest(data_dir) or {}
-    return int(manifest.get("options", {}).get("label_offset", 0))
 
 
 def evaluate(
@@ -91,28 +86,40 @@ def main(argv: list[str]) -> None:
         fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if not tf.io.gfile.exists(FLAGS.model):
         fail(f"--model={FLAGS.model} does not exist")
+    output_folder = os.path.dirname(FLAGS.output_json or "") or "."
+    if FLAGS.output_json and not tf.io.gfile.isdir(output_folder):
+        fail(f"--output_json={FLAGS.output_json}: the folder {output_folder} does not exist")
     try:
-        network = keras.saving.load_model(FLAGS.model, compile=False)
-    except (ValueError, OSError) as error:
-        fail(f"--model={FLAGS.model} is not a loadable Keras model ({str(error).splitlines()[0]})")
-    pattern = os.path.join(FLAGS.data_dir, f"{FLAGS.split}-*-of-*")
-    if not tf.io.gfile.glob(pattern):
-        fail(f"--data_dir={FLAGS.data_dir} has no {FLAGS.split}-*-of-* shards")
-    image_size = FLAGS.image_size or int(network.input_shape[1])
-    label_offset = FLAGS.label_offset
-    if label_offset is None:
-        try:
-            label_offset = manifest_label_offset(FLAGS.data_dir)
-        except ValueError as error:
-            fail(f"--data_dir: {error}")
+        network = model_checks.load_keras_model(FLAGS.model)
+        model_side, num_classes = model_checks.image_classifier_shape(network, FLAGS.model)
+        image_size = FLAGS.image_size or model_side
+        model_checks.check_image_size(image_size, model_side, FLAGS.model)
+        manifest = records.read_manifest(FLAGS.data_dir) or {}
+        shards = shard_listing.list_shards(FLAGS.data_dir, FLAGS.split, manifest)
+        if not shards.files:
+            fail(f"--data_dir={FLAGS.data_dir} has no {FLAGS.split}-*-of-* shards")
+        if shards.describe_left_out():
+            logging.warning("--data_dir=%s: %s", FLAGS.data_dir, shards.describe_left_out())
+        model_checks.check_classes(num_classes, manifest, FLAGS.split, FLAGS.model)
+        label_offset = label_offsets.resolve(FLAGS.label_offset, manifest, shards.files,
+                                             FLAGS.data_dir)
+    except ValueError as error:  # the model, the manifest or the flags; the message says which
+        fail(str(error) if str(error).startswith("--") else f"--data_dir: {error}")
     dataset = data.build_dataset(
-        pattern, training=False, batch_size=FLAGS.batch_size, image_size=image_size,
+        shards.files, training=False, batch_size=FLAGS.batch_size, image_size=image_size,
         label_offset=label_offset, ten_crop=FLAGS.ten_crop)
     try:
         results = evaluate(network, dataset, ten_crop=FLAGS.ten_crop,
                            max_batches=FLAGS.max_batches)
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-        sys.stderr.write(f"Error: scoring {pattern} failed: {error.message.splitlines()[0]}\n")
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, UnicodeDecodeError) as error:
+        damage = (damaged_shards.diagnose(error, {FLAGS.split: shards.files})
+                  if damaged_shards.is_read_failure(error) else None)
+        if damage is None and not isinstance(error, tf.errors.DataLossError):
+            reason = getattr(error, "message", str(error)).splitlines()[0]
+            sys.stderr.write(f"Error: scoring the {FLAGS.split} shards in {FLAGS.data_dir} "
+                             f"failed: {reason}\n")
+        else:
+            sys.stderr.write(f"Error: {damaged_shards.explain(error, damage, FLAGS.data_dir)}\n")
         sys.exit(1)
     results.update(model=FLAGS.model, data_dir=FLAGS.data_dir, split=FLAGS.split,
                    image_size=image_size)

@@ -30,6 +30,11 @@ def resolve_saved_model_dir(path: str) -> str:
     """`path` itself if it is a SavedModel, else its highest numeric version folder."""
     if serving.is_saved_model_dir(path):
         return path
+    if os.path.isfile(path):
+        raise PredictError(
+            f"--model={path} is a file; predict takes an exported SavedModel folder. Make one "
+            f"with: python -m alexnet_tf.export --model={path} --export_base=EXPORT_BASE, "
+            "then pass --model=EXPORT_BASE")
     if not os.path.isdir(path):
         raise PredictError(f"--model={path}: no such folder")
     for version in reversed(serving.numeric_versions(path)):

@@ -24,7 +24,8 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from alexnet_tf import callbacks, data, distribution, imagenet, model, records, schedules
+from alexnet_tf import (callbacks, damaged_shards, data, distribution, imagenet, label_offsets,
+                        model, records, schedules, shard_listing)
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
 EXIT_WORKER_LOST = 75  # EX_TEMPFAIL: restart the job and it resumes.
@@ -132,8 +133,16 @@ flags.register_multi_flags_validator(
     message="--data_dir is required unless --use_synthetic_data", flag_values=FLAGS)
 
 
-def find_shards(data_dir: str, split: str) -> list[str]:
-    return sorted(tf.io.gfile.glob(os.path.join(data_dir, f"{split}-*-of-*")))
+def find_shards(data_dir: str, split: str, manifest: dict | None = None) -> list[str]:
+    """The manifest's shards of `split` when there is one (saying what else was left out),
+    else every `split-*-of-*`."""
+    try:
+        listing = shard_listing.list_shards(data_dir, split, manifest)
+    except shard_listing.ShardListingError as error:
+        raise app.UsageError(str(error)) from None
+    if listing.describe_left_out():
+        logging.warning("--data_dir=%s: %s", data_dir, listing.describe_left_out())
+    return listing.files
 
 
 def read_manifest(data_dir: str) -> dict:
@@ -193,15 +202,16 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
     data_dir = FLAGS.data_dir
     if not tf.io.gfile.isdir(data_dir):
         raise app.UsageError(f"--data_dir={data_dir} is not a directory")
-    shards = {split: find_shards(data_dir, split) for split in ("train", "validation")}
+    manifest = read_manifest(data_dir)
+    shards = {split: find_shards(data_dir, split, manifest) for split in ("train", "validation")}
     for split in shards:
         if not shards[split]:
             raise app.UsageError(f"--data_dir={data_dir} has no {split}-*-of-* shards "
                                  "(run tools/build_tfrecords.py first)")
-    manifest = read_manifest(data_dir)
-    label_offset = FLAGS.label_offset
-    if label_offset is None:
-        label_offset = int(manifest.get("options", {}).get("label_offset", 0))
+    try:
+        label_offset = label_offsets.resolve(FLAGS.label_offset, manifest, shards["train"], data_dir)
+    except label_offsets.LabelOffsetError as error:
+        raise app.UsageError(str(error)) from None
     check_labels_fit(manifest, label_offset)
     steps = FLAGS.steps_per_epoch
     if steps is None:
@@ -219,7 +229,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
     def training_data(first_epoch: int, steps_done: int):
         def train_fn(context):
             return data.build_dataset(
-                os.path.join(data_dir, "train-*-of-*"), training=True,
+                shards["train"], training=True,
                 batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
                 label_offset=label_offset, shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed,
                 input_context=context, cache=FLAGS.cache_records, repeat=True,
@@ -231,7 +241,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
 
     def validation_fn(context):
         dataset = data.build_dataset(
-            os.path.join(data_dir, "validation-*-of-*"), training=False,
+            shards["validation"], training=False,
             batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
             label_offset=label_offset, input_context=context, cache=FLAGS.cache_records)
         # Capped here rather than with fit's validation_steps, which would carry the
@@ -349,6 +359,7 @@ def train() -> dict:
     ]
     if FLAGS.train_steps:
         callback_list.append(callbacks.StopAtStep(FLAGS.train_steps))
+    callback_list.append(_SPLIT_BEING_READ)
     if chief and importlib.util.find_spec("tensorboard"):
         callback_list.append(keras.callbacks.TensorBoard(os.path.join(FLAGS.model_dir, "logs")))
     elif chief:
@@ -409,6 +420,22 @@ def train() -> dict:
     return summary
 
 
+_SPLIT_BEING_READ = damaged_shards.SplitBeingRead()
+
+
+def _damaged_shard_message(error: BaseException) -> str | None:
+    """Which shard is damaged and how, what checks the rest, where the rerun resumes; None when
+    the failure is not a damaged record."""
+    if FLAGS.use_synthetic_data or not FLAGS.data_dir:
+        return None
+    damage = damaged_shards.diagnose_data_dir(error, FLAGS.data_dir, records.SPLITS,
+                                              first=_SPLIT_BEING_READ.split)
+    if damage is None and not isinstance(error, tf.errors.DataLossError):
+        return None
+    resume = damaged_shards.resume_point(os.path.join(FLAGS.model_dir, "checkpoints"))
+    return f"{damaged_shards.explain(error, damage, FLAGS.data_dir)}\n{resume[0].upper()}{resume[1:]}."
+
+
 def _first_informative_line(message: str) -> str:
     """The cause in a TensorFlow runtime error, skipping its 'Graph execution error:' header
     and the Python stack it quotes."""
@@ -429,19 +456,24 @@ def main(argv: list[str]) -> None:
         # One line naming the flag, not absl's usage dump or a TensorFlow traceback.
         sys.stderr.write(f"Error: {error}\n")
         sys.exit(2)
-    except (tf.errors.DataLossError, tf.errors.NotFoundError) as error:
+    except tf.errors.NotFoundError as error:
         sys.stderr.write(f"Error: reading the records failed: {error.message.splitlines()[0]}\n")
         sys.exit(1)
-    except tf.errors.InvalidArgumentError as error:
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, UnicodeDecodeError) as error:
         # Labels that do not fit the flags surface from deep inside a step; name the flag.
         for needle, flag in (("Received a label value", "--num_classes"),
                              ("label_offset", "--label_offset")):
-            line = next((l.strip() for l in error.message.splitlines() if needle in l), None)
+            line = next((l.strip() for l in getattr(error, "message", "").splitlines()
+                         if needle in l), None)
             if line:
                 sys.stderr.write(f"Error: the records' labels do not fit {flag}="
                                  f"{FLAGS[flag[2:]].value}: {line}\n")
                 sys.exit(1)
-        raise
+        message = _damaged_shard_message(error)
+        if message is None:
+            raise
+        sys.stderr.write(f"Error: {message}\n")
+        sys.exit(1)
     except (tf.errors.UnavailableError, tf.errors.AbortedError,
             tf.errors.DeadlineExceededError) as error:
         if distribution.worker_count() < 2:

@@ -150,6 +150,16 @@ def test_model_folder_resolves_to_the_highest_numeric_version(tmp_path):
     assert predict.resolve_saved_model_dir(str(base / "9")) == str(base / "9")
 
 
+def test_a_keras_file_is_refused_saying_how_to_export_it(tmp_path):
+    keras_file = tmp_path / "model.keras"
+    keras_file.write_bytes(b"PK\x03\x04")
+    with pytest.raises(predict.PredictError) as raised:
+        predict.load_classifier(str(keras_file))
+    message = str(raised.value)
+    assert f"--model={keras_file} is a file; predict takes an exported SavedModel" in message
+    assert f"python -m alexnet_tf.export --model={keras_file} --export_base=" in message
+
+
 def test_a_folder_without_a_saved_model_is_named_in_the_error(tmp_path):
     with pytest.raises(predict.PredictError, match=f"--model={tmp_path}: neither a SavedModel"):
         predict.load_classifier(str(tmp_path))
