@@ -16,27 +16,28 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from alexnet_tf import augment, records
+from alexnet_tf import augment, image_decode, records
 
 
-def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
-    """uint8 [H, W, 3] from JPEG, PNG, GIF (first frame) or BMP bytes.
+def decode_image(image_bytes: tf.Tensor, max_pixels: int | None = None) -> tf.Tensor:
+    """uint8 [H, W, 3] from JPEG, PNG, GIF (first frame), BMP or WebP bytes.
 
-    Serving receives whatever a client sends, so this accepts every format TensorFlow decodes;
-    grayscale and RGBA become RGB.
+    Serving receives whatever a client sends, so this accepts every format TensorFlow decodes,
+    refuses images over `max_pixels` from their headers, and turns grayscale, alpha and 16-bit
+    images into the RGB pixels the converter puts in the records (see `image_decode`).
     """
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
+    return image_decode.decode_image(image_bytes, max_pixels)
 
 
-def preprocess_for_eval(image_bytes: tf.Tensor, image_size: int = 227) -> tf.Tensor:
+def preprocess_for_eval(
+    image_bytes: tf.Tensor, image_size: int = 227, max_pixels: int | None = None
+) -> tf.Tensor:
     """float32 [S, S, 3]: the centre crop of the image scaled to 256, mean subtracted.
 
     The exporter embeds this function in the serving signature (under `tf.map_fn`) and the
     evaluation pipeline calls it too, so both give bit-identical inputs for the same bytes.
     """
-    image = augment.resize_shorter_side(decode_image(image_bytes))
+    image = augment.resize_shorter_side(decode_image(image_bytes, max_pixels))
     image = augment.center_crop(image, image_size)
     image.set_shape([image_size, image_size, 3])
     return augment.subtract_mean(image)

@@ -8,6 +8,8 @@ writes
     EXPORT_BASE/<version>/assets.extra/tf_serving_warmup_requests
     EXPORT_BASE/models.config      for tensorflow_model_server --model_config_file
     EXPORT_BASE/request.json       a REST request to try with curl
+    EXPORT_BASE/<version>/assets.extra/serving_limits.json, EXPORT_BASE/batching_parameters.txt
+                                   the request limits, and TF Serving's batcher settings
 
 TF Serving polls EXPORT_BASE and loads the highest numeric version folder as soon as it
 appears, so a version is written under a non-numeric temporary name (which the server
@@ -40,7 +42,7 @@ from absl import app, flags
 from google.protobuf import text_format
 from PIL import Image
 
-from alexnet_tf import data, layers, serving
+from alexnet_tf import data, layers, serving, serving_limits
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MODELS_CONFIG = "models.config"
@@ -221,13 +223,24 @@ def _grouped_convolutions_as_towers(model: keras.Model) -> Iterator[None]:
 
 
 def _write_saved_model(
-    model: keras.Model, directory: str, *, image_size: int, labels: list[str]
+    model: keras.Model,
+    directory: str,
+    *,
+    image_size: int,
+    labels: list[str],
+    limits: serving_limits.ServingLimits,
 ) -> None:
     # Saving traces the functions again, so the towers stay in place until it is done.
     with _grouped_convolutions_as_towers(model):
         archive = keras.export.ExportArchive()
         archive.track(model)
-        functions = serving.serving_functions(model, image_size=image_size, labels=labels)
+        functions = serving.serving_functions(
+            model,
+            image_size=image_size,
+            labels=labels,
+            max_pixels=limits.max_pixels,
+            max_images_per_request=limits.max_images_per_request,
+        )
         for name, function in functions.items():
             archive.add_endpoint(name, function)
         archive.write_out(directory, verbose=False)
@@ -242,13 +255,19 @@ def export_model(
     image_size: int | None = None,
     label_offset: int = 0,
     synsets_file: str | None = None,
+    limits: serving_limits.ServingLimits | None = None,
 ) -> str:
-    """Writes EXPORT_BASE/<version>/ (and models.config, request.json); returns its path.
+    """Writes EXPORT_BASE/<version>/ (and models.config, request.json and
+    batching_parameters.txt); returns its path.
 
     `version` defaults to one above the highest numeric folder (1 if none); an existing
     version is never overwritten. See `serving.class_labels` for `label_offset` and
-    `synsets_file`.
+    `synsets_file`, and `serving_limits` for `limits` (default: serving's defaults).
     """
+    if limits is None:
+        limits = serving_limits.ServingLimits(
+            serving.DEFAULT_MAX_PIXELS, serving.DEFAULT_MAX_IMAGES_PER_REQUEST
+        )
     if not _MODEL_NAME_PATTERN.match(model_name):
         raise ExportError(
             f"--model_name={model_name!r}: use letters, digits, '_', '.' and '-' "
@@ -277,7 +296,8 @@ def export_model(
     temporary = os.path.join(export_base, f".tmp-export-{model_name}-{uuid.uuid4().hex}")
     os.mkdir(temporary)
     try:
-        _write_saved_model(model, temporary, image_size=image_size, labels=labels)
+        _write_saved_model(model, temporary, image_size=image_size, labels=labels, limits=limits)
+        serving_limits.write_limits_file(temporary, limits)
         write_warmup_requests(
             os.path.join(temporary, WARMUP_FILE), model_name=model_name, image_size=image_size
         )
@@ -293,6 +313,10 @@ def export_model(
         raise
     write_models_config(export_base, model_name)
     write_rest_request(export_base)
+    _write_text_atomically(
+        os.path.join(export_base, serving_limits.BATCHING_PARAMETERS_FILE),
+        serving_limits.batching_parameters_text(limits),
+    )
     return target
 
 
@@ -334,6 +358,28 @@ def define_flags() -> None:
         "1000 ImageNet classes: a text file with one a line, or a .json list. Default: "
         "ImageNet's synsets for 1000 classes (past --label_offset), else class_<i>."
     )
+    flags.DEFINE_integer(
+        "max_pixels", serving.DEFAULT_MAX_PIXELS, "The server refuses, from its header and "
+        "before decoding it, any image with more pixels than this (decompression bombs). The "
+        "default passes every camera and phone photograph up to 50 MP.", lower_bound=1
+    )
+    flags.DEFINE_integer(
+        "max_images_per_request", serving.DEFAULT_MAX_IMAGES_PER_REQUEST, "The server refuses "
+        "a request with more images; also TF Serving's max_batch_size in "
+        "batching_parameters.txt.", lower_bound=1
+    )
+    flags.DEFINE_integer(
+        "batch_timeout_micros", 5_000, "batching_parameters.txt: how long TF Serving waits to "
+        "fill a batch.", lower_bound=0
+    )
+    flags.DEFINE_integer(
+        "max_enqueued_batches", 16, "batching_parameters.txt: batches that may wait; beyond "
+        "them a request fails at once (UNAVAILABLE) rather than queueing.", lower_bound=1
+    )
+    flags.DEFINE_integer(
+        "num_batch_threads", 4, "batching_parameters.txt: batches run at once; about the "
+        "serving machine's core count.", lower_bound=1
+    )
     flags.mark_flags_as_required(["model", "export_base"])
     flags.register_validator(
         "model_name",
@@ -355,6 +401,13 @@ def main(argv: list[str]) -> int:
             image_size=FLAGS.image_size,
             label_offset=FLAGS.label_offset,
             synsets_file=FLAGS.synsets_file,
+            limits=serving_limits.ServingLimits(
+                max_pixels=FLAGS.max_pixels,
+                max_images_per_request=FLAGS.max_images_per_request,
+                batch_timeout_micros=FLAGS.batch_timeout_micros,
+                max_enqueued_batches=FLAGS.max_enqueued_batches,
+                num_batch_threads=FLAGS.num_batch_threads,
+            ),
         )
     except ExportError as error:
         print(f"export: {error}", file=sys.stderr)
@@ -364,6 +417,10 @@ def main(argv: list[str]) -> int:
     print(
         f"serve:  tensorflow_model_server --rest_api_port=8501 "
         f"--model_config_file={os.path.join(base, MODELS_CONFIG)}"
+    )
+    print(
+        f"        (under load add --enable_batching --batching_parameters_file="
+        f"{os.path.join(base, serving_limits.BATCHING_PARAMETERS_FILE)})"
     )
     print(
         f"try:    curl -d @{os.path.join(base, REST_REQUEST)} "

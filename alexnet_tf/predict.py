@@ -5,14 +5,17 @@
 
 It runs the SavedModel's `serving_default` signature on the files' bytes, the same graph and
 preprocessing TensorFlow Serving runs, rather than the Keras code: what it prints is what the
-server would answer. Each image is a request of its own, so an unreadable or corrupt file is
-reported (and makes the exit status 1) without hiding the other images' answers.
+server would answer, with the limits the export set (`--max_pixels`: an image over it is
+refused from its header, and named). Each image is a request of its own, so an unreadable,
+corrupt or refused file is reported (and makes the exit status 1) without hiding the other
+images' answers.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -61,6 +64,10 @@ def load_classifier(path: str) -> Callable[..., dict[str, tf.Tensor]]:
     return loaded.signatures[serving.DEFAULT_SIGNATURE]
 
 
+# How tf.debugging.Assert words the serving graph's refusals (image_decode, serving).
+_REFUSAL = re.compile(r"assertion failed: \[(.+?)\]\s*(?:\n|$)")
+
+
 def _tensorflow_reason(error: tf.errors.OpError) -> str:
     """The op's own message ("Unknown image file format...") without TF's node dump."""
     noise = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[")
@@ -85,6 +92,9 @@ def classify_file(
             **{serving.IMAGE_BYTES_INPUT: tf.constant([image_bytes], dtype=tf.string)}
         )
     except tf.errors.InvalidArgumentError as error:
+        refusal = _REFUSAL.search(error.message)
+        if refusal:  # the graph's own checks: a bomb, a malformed header, an unknown format
+            raise PredictError(f"{image_path}: refused: {refusal.group(1)}") from None
         reason = _tensorflow_reason(error)
         raise PredictError(f"{image_path}: not a usable image: {reason}") from None
     predictions = []

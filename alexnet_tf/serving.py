@@ -14,7 +14,9 @@ Two signatures share one output head:
 function the evaluation pipeline runs, so what the server answers for an image is what
 evaluation measured for it (the idea of the TF Model Garden's `image_bytes` export). Every
 image is decoded on its own under `tf.map_fn`, so one request may mix sizes and formats; an
-undecodable image fails its request with InvalidArgument and leaves the model untouched.
+undecodable image fails its request with InvalidArgument and leaves the model untouched. So
+does an image over the export's pixel limit, read from its header before anything is decoded
+(`image_decode`), and a request of more images than the export allows.
 
 On TF Serving's REST API, a JSON `{"b64": "..."}` value is base64-decoded for any string
 input (tensorflow_serving/util/json_tensor.cc, `FillTensorProto`); the `_bytes` name suffix
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
-from alexnet_tf import data, imagenet
+from alexnet_tf import data, image_decode, imagenet
 from alexnet_tf import labels as labels_module
 
 if TYPE_CHECKING:  # predict.py imports this module and should not pay for importing Keras.
@@ -41,6 +43,10 @@ IMAGES_SIGNATURE = "predict_images"
 IMAGE_BYTES_INPUT = "image_bytes"
 IMAGES_INPUT = "images"
 TOP_K = 5
+DEFAULT_MAX_PIXELS = image_decode.DEFAULT_MAX_PIXELS
+# A request is decoded image by image; 64 covers a client's batch of the paper's 128 split in
+# two, and TF Serving's batcher joins requests into larger batches anyway.
+DEFAULT_MAX_IMAGES_PER_REQUEST = 64
 # The name of the classes below `label_offset`: TF-slim's 1001-class ImageNet models keep
 # class 0 for "background" and the 1000 synsets at 1..1000 (the records' --label_offset=1).
 BACKGROUND = "background"
@@ -102,10 +108,32 @@ def _classifier_outputs(
     }
 
 
+def _refuse_large_requests(image_bytes: tf.Tensor, max_images_per_request: int) -> tf.Operation:
+    count = tf.size(image_bytes)
+    reason = tf.strings.join(
+        [
+            "the request holds ",
+            tf.strings.as_string(count),
+            f" images, over the limit of {max_images_per_request} per request "
+            "(set by alexnet_tf.export --max_images_per_request)",
+        ]
+    )
+    return tf.debugging.Assert(count <= max_images_per_request, [reason], name="refuse_request")
+
+
 def serving_functions(
-    model: keras.Model, *, image_size: int, labels: Sequence[str]
+    model: keras.Model,
+    *,
+    image_size: int,
+    labels: Sequence[str],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_images_per_request: int = DEFAULT_MAX_IMAGES_PER_REQUEST,
 ) -> dict[str, Callable[..., dict[str, tf.Tensor]]]:
-    """The two signatures as tf.functions with fixed input signatures, keyed by name."""
+    """The two signatures as tf.functions with fixed input signatures, keyed by name.
+
+    `serving_default` refuses, with InvalidArgument and before decoding anything, a request of
+    more than `max_images_per_request` images and any image over `max_pixels` pixels.
+    """
     num_classes = model.output_shape[-1]
     if len(labels) != num_classes:
         raise ClassListError(f"{len(labels)} class names for a {num_classes}-class model")
@@ -114,11 +142,12 @@ def serving_functions(
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])
     def serve_image_bytes(image_bytes):
-        images = tf.map_fn(
-            lambda one_image: data.preprocess_for_eval(one_image, image_size),
-            image_bytes,
-            fn_output_signature=image_spec,
-        )
+        with tf.control_dependencies([_refuse_large_requests(image_bytes, max_images_per_request)]):
+            images = tf.map_fn(
+                lambda one_image: data.preprocess_for_eval(one_image, image_size, max_pixels),
+                image_bytes,
+                fn_output_signature=image_spec,
+            )
         return _classifier_outputs(model, images, label_tensor)
 
     @tf.function(
@@ -153,6 +182,8 @@ def numeric_versions(export_base: str) -> list[int]:
 
 __all__ = [
     "BACKGROUND",
+    "DEFAULT_MAX_IMAGES_PER_REQUEST",
+    "DEFAULT_MAX_PIXELS",
     "ClassListError",
     "DEFAULT_SIGNATURE",
     "IMAGES_SIGNATURE",

@@ -1,0 +1,234 @@
+"""Bounded decoding of client images into the RGB pixels the training records hold, in TF ops.
+
+Two jobs, both for `data.decode_image` and so for the serving graph and `predict`:
+
+- **Bounded.** Each image's size is read from its header (`image_headers`) and the image is
+  refused with InvalidArgument, before any decoder runs, if it has more than `max_pixels`
+  pixels, an empty size, or a malformed header. An animated GIF is cut after its first frame,
+  so the decoder never sees the rest (`tf.io.decode_gif` decodes every frame, even under
+  `decode_image(expand_animations=False)`); animated WebP is refused.
+- **The same pixels as training.** The converter (`convert/images.py`) composites RGBA, LA and
+  palette-with-transparency images over white with Pillow and scales 16-bit grayscale to 8 bits
+  with rounding; `decode_image(channels=3)` would drop the alpha (transparent areas turn black
+  or garbage) and keep the high byte. The same rules are applied here with Pillow's integer
+  arithmetic, so a PNG sent to the server gives exactly the pixels the converter JPEG-encodes.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from alexnet_tf import image_headers as headers
+
+# Every photograph a camera or phone takes passes: 45.7 MP full-frame bodies (Nikon D850/Z8,
+# 8256x5504), 48 and 50 MP phone sensors at full resolution (8064x6048, 8160x6120). Above that
+# are 61 MP and medium-format bodies and 200 MP phone modes: raise --max_pixels to serve those.
+# At the limit one image takes about 0.15 GB decoded and 0.6 GB as float32 for the resize.
+DEFAULT_MAX_PIXELS = 50_000_000
+_PALETTE_OR_ALPHA_PNG = (3, 4, 6)  # PNG colour types whose alpha the converter honours
+_GRAY_PNG = 0
+_BYTE_STRINGS = [bytes([value]) for value in range(256)]
+_HEX_DIGITS = [f"{value:02x}" for value in range(256)]
+
+
+def _refusal(image_format: str, height, width, problem: tf.Tensor, max_pixels: int | None):
+    """The reason to refuse this image, or "" to decode it."""
+    size = tf.strings.format("{}x{}", (width, height))
+    reason = tf.where(
+        tf.not_equal(problem, ""), problem, tf.constant("", tf.string)
+    )
+    empty = tf.logical_or(height <= 0, width <= 0)
+    reason = tf.where(
+        tf.logical_and(tf.equal(reason, ""), empty),
+        tf.strings.join([image_format, " with an empty size ", size]),
+        reason,
+    )
+    if max_pixels is not None:
+        over = height * width > max_pixels
+        reason = tf.where(
+            tf.logical_and(tf.equal(reason, ""), over),
+            tf.strings.join(
+                [
+                    image_format,
+                    " of ",
+                    size,
+                    f" pixels is over the limit of {max_pixels:,} pixels per image "
+                    "(set by alexnet_tf.export --max_pixels)",
+                ]
+            ),
+            reason,
+        )
+    return reason
+
+
+def _refuse_unless_fine(reasons: list[tf.Tensor]) -> tf.Operation:
+    reason = reasons[0]
+    for other in reasons[1:]:
+        reason = tf.where(tf.equal(reason, ""), other, reason)
+    return tf.debugging.Assert(tf.equal(reason, ""), [reason], name="refuse_image")
+
+
+def composite_over_white(pixels: tf.Tensor) -> tf.Tensor:
+    """uint8 [H, W, 3]: RGBA pixels over an opaque white background, as Pillow's
+    `Image.alpha_composite` computes it (libImaging/AlphaComposite.c, 7 bits of precision)."""
+    alpha = tf.cast(pixels[..., 3:], tf.int32)
+    if_opaque = pixels[..., :3]
+
+    def composite():
+        colour = tf.cast(pixels[..., :3], tf.int32)
+        # With an opaque destination, coef1 = alpha * 128 and coef2 = 255 * 128 - coef1.
+        mixed = colour * (alpha * 128) + 255 * (255 * 128 - alpha * 128) + (0x80 << 7)
+        divided = tf.bitwise.right_shift(tf.bitwise.right_shift(mixed, 8) + mixed, 8)
+        return tf.cast(tf.bitwise.right_shift(divided, 7), tf.uint8)
+
+    return tf.cond(tf.reduce_all(tf.equal(alpha, 255)), lambda: if_opaque, composite)
+
+
+def _with_opaque_alpha(rgb: tf.Tensor) -> tf.Tensor:
+    opaque = tf.fill(tf.concat([tf.shape(rgb)[:2], [1]], 0), tf.constant(255, tf.uint8))
+    return tf.concat([rgb[..., :3], opaque], -1)
+
+
+def _decode_jpeg(image_bytes, max_pixels):
+    height, width, problem = headers.jpeg_size(image_bytes)
+    with tf.control_dependencies([_refuse_unless_fine([_refusal("JPEG", height, width, problem, max_pixels)])]):
+        return tf.io.decode_jpeg(image_bytes, channels=3)
+
+
+def _decode_png(image_bytes, max_pixels):
+    height, width, bit_depth, color_type, problem = headers.png_size(image_bytes)
+    check = _refuse_unless_fine([_refusal("PNG", height, width, problem, max_pixels)])
+
+    def sixteen_bit():
+        wide = tf.cast(tf.io.decode_png(image_bytes, channels=4, dtype=tf.uint16), tf.int32)
+        # The converter rounds 16-bit gray ((v * 255 + 32767) // 65535); Pillow itself keeps
+        # the high byte of 16-bit colour, gray-alpha and RGBA.
+        rounded = (wide * 255 + 32767) // 65535
+        high_byte = tf.bitwise.right_shift(wide, 8)
+        return tf.cast(tf.where(tf.equal(color_type, _GRAY_PNG), rounded, high_byte), tf.uint8)
+
+    with tf.control_dependencies([check]):
+        pixels = tf.cond(
+            tf.equal(bit_depth, 16),
+            sixteen_bit,
+            lambda: tf.io.decode_png(image_bytes, channels=4),
+        )
+    # Gray and RGB PNGs may carry a tRNS colour key, which the converter ignores.
+    honours_alpha = tf.reduce_any(tf.equal(color_type, _PALETTE_OR_ALPHA_PNG))
+    pixels = tf.cond(
+        honours_alpha,
+        lambda: pixels,
+        lambda: _with_opaque_alpha(pixels[..., :3]),
+    )
+    return composite_over_white(pixels)
+
+
+def _replace_bytes(text: tf.Tensor, first_at, first: tf.Tensor, second_at, second: tf.Tensor, length: int = 3):
+    """`text` with the byte at `first_at` replaced by `first` (one byte) and the `length`
+    bytes at `second_at` by `second`, in whichever order they lie."""
+    def in_order(a_at, a, a_length, b_at, b, b_length):
+        return tf.strings.join(
+            [
+                _substr(text, 0, a_at),
+                a,
+                _substr(text, a_at + a_length, b_at - a_at - a_length),
+                b,
+                _substr(text, b_at + b_length, -1),
+            ]
+        )
+
+    return tf.cond(
+        first_at < second_at,
+        lambda: in_order(first_at, first, 1, second_at, second, length),
+        lambda: in_order(second_at, second, length, first_at, first, 1),
+    )
+
+
+def _substr(text: tf.Tensor, position, length) -> tf.Tensor:
+    return tf.strings.substr(text, tf.cast(position, tf.int64), tf.cast(length, tf.int64))
+
+
+def _decode_gif(image_bytes, max_pixels):
+    frame = headers.gif_first_frame(image_bytes)
+    check = _refuse_unless_fine(
+        [
+            _refusal("GIF", frame["screen_height"], frame["screen_width"], frame["problem"], max_pixels),
+            _refusal("GIF frame", frame["frame_height"], frame["frame_width"], frame["problem"], max_pixels),
+        ]
+    )
+    with tf.control_dependencies([check]):  # positions past the end must not reach substr
+        one_frame = tf.strings.join([_substr(image_bytes, 0, frame["frame_end"]), b"\x3b"])
+
+    def transparent_to_white():
+        # The transparent colour becomes opaque white, as the converter's composite makes it.
+        flags = tf.bitwise.bitwise_and(frame["control_flags"], 0xFE)
+        return _replace_bytes(
+            one_frame,
+            frame["control_at"],
+            tf.gather(_BYTE_STRINGS, flags),
+            frame["transparent_at"],
+            tf.constant(b"\xff\xff\xff"),
+        )
+
+    one_frame = tf.cond(frame["control_at"] >= 0, transparent_to_white, lambda: one_frame)
+    return tf.io.decode_gif(one_frame)[0]
+
+
+def _decode_bmp(image_bytes, max_pixels):
+    height, width, problem = headers.bmp_size(image_bytes)
+    with tf.control_dependencies([_refuse_unless_fine([_refusal("BMP", height, width, problem, max_pixels)])]):
+        return tf.io.decode_bmp(image_bytes, channels=3)
+
+
+def _decode_webp(image_bytes, max_pixels):
+    height, width, animated, problem = headers.webp_size(image_bytes)
+    problem = tf.where(
+        tf.logical_and(animated, tf.equal(problem, "")),
+        "animated WebP is not served: send one frame as PNG or JPEG",
+        problem,
+    )
+    with tf.control_dependencies([_refuse_unless_fine([_refusal("WebP", height, width, problem, max_pixels)])]):
+        pixels = tf.io.decode_webp(image_bytes)[0]  # [1, H, W, 3 or 4] for a still image
+    pixels = tf.cond(tf.shape(pixels)[-1] == 4, lambda: pixels, lambda: _with_opaque_alpha(pixels))
+    return composite_over_white(pixels)
+
+
+def _refuse_unknown(image_bytes):
+    start = tf.strings.substr(image_bytes, 0, 8)
+    reason = tf.strings.join(
+        ["not a JPEG, PNG, GIF, BMP or WebP image (its first bytes: ", _hex(start), ")"]
+    )
+    with tf.control_dependencies([tf.debugging.Assert(False, [reason], name="refuse_image")]):
+        return tf.zeros([1, 1, 3], tf.uint8)
+
+
+def _hex(text: tf.Tensor) -> tf.Tensor:
+    digits = tf.gather(_HEX_DIGITS, tf.cast(tf.io.decode_raw(text, tf.uint8), tf.int32))
+    return tf.strings.reduce_join(digits, separator=" ")
+
+
+def decode_image(image_bytes: tf.Tensor, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tf.Tensor:
+    """uint8 [H, W, 3] from JPEG, PNG, GIF (first frame), BMP or WebP bytes, as the records
+    hold it; InvalidArgument naming the fault for an image over `max_pixels` (None: no limit),
+    with a malformed header, or in another format."""
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+    branches = {
+        headers.JPEG: _decode_jpeg,
+        headers.PNG: _decode_png,
+        headers.GIF: _decode_gif,
+        headers.BMP: _decode_bmp,
+        headers.WEBP: _decode_webp,
+    }
+
+    def branch(code):
+        if code == headers.UNKNOWN:
+            return lambda: _refuse_unknown(image_bytes)
+        return lambda: branches[code](image_bytes, max_pixels)
+
+    image = tf.switch_case(
+        headers.sniff_format(image_bytes),
+        [branch(code) for code in range(len(headers.FORMAT_NAMES))],
+    )
+    image.set_shape([None, None, 3])
+    return image
