@@ -29,10 +29,12 @@ class Damage:
     """What is wrong with one shard: `record` is the 1-based position of the first bad record."""
 
     path: str
-    record: int
+    record: int | None
     problem: str
 
     def describe(self) -> str:
+        if self.record is None:
+            return f"{self.path} is damaged: {self.problem}"
         return f"{self.path} is damaged: record {self.record} {self.problem}"
 
 
@@ -127,10 +129,31 @@ def find_damage(files: Sequence[str], *, decode: bool) -> Damage | None:
     return None
 
 
+def size_mismatch(files: Sequence[str], manifest: dict) -> Damage | None:
+    """The first of `files` whose size is not the one manifest.json records: found from the
+    file system alone, where reading ImageNet again takes hours."""
+    recorded = {shard.get("shard"): shard.get("bytes")
+                for entry in (manifest.get("splits") or {}).values() if isinstance(entry, dict)
+                for shard in entry.get("shards") or () if isinstance(shard, dict)}
+    for path in files:
+        expected = recorded.get(path.rsplit("/", 1)[-1])
+        if isinstance(expected, int):
+            size = tf.io.gfile.stat(path).length
+            if size != expected:
+                return Damage(path, None, f"it is {size:,} bytes where manifest.json records "
+                              f"{expected:,} (truncated by an interrupted copy, or replaced)")
+    return None
+
+
 def diagnose(error: BaseException, shards_by_split: dict[str, Sequence[str]],
-             first: str | None = None) -> Damage | None:
+             first: str | None = None, manifest: dict | None = None) -> Damage | None:
     """The damaged shard behind `error`, searching the split `first` before the others."""
     order = sorted(shards_by_split, key=lambda split: split != first)
+    if manifest:
+        for split in order:
+            damage = size_mismatch(shards_by_split[split], manifest)
+            if damage is not None:
+                return damage
     total = sum(len(shards_by_split[split]) for split in order)
     logging.warning("Reading the records failed; reading the %d shards again to find the "
                     "damaged one (Ctrl-C to skip)", total)
@@ -150,7 +173,7 @@ def diagnose_data_dir(error: BaseException, data_dir: str, splits: Sequence[str]
     """`diagnose` over the shards the tools read from `data_dir` (the manifest's, if any)."""
     manifest = records.read_manifest(data_dir) or {}
     shards = {split: list_shards(data_dir, split, manifest).files for split in splits}
-    return diagnose(error, shards, first)
+    return diagnose(error, shards, first, manifest)
 
 
 def explain(error: BaseException, damage: Damage | None, data_dir: str) -> str:

@@ -112,7 +112,7 @@ def main(argv: list[str]) -> None:
         results = evaluate(network, dataset, ten_crop=FLAGS.ten_crop,
                            max_batches=FLAGS.max_batches)
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, UnicodeDecodeError) as error:
-        damage = (damaged_shards.diagnose(error, {FLAGS.split: shards.files})
+        damage = (damaged_shards.diagnose(error, {FLAGS.split: shards.files}, manifest=manifest)
                   if damaged_shards.is_read_failure(error) else None)
         if damage is None and not isinstance(error, tf.errors.DataLossError):
             reason = getattr(error, "message", str(error)).splitlines()[0]

@@ -65,13 +65,19 @@ def assert_one_error_line(err: str, *needles: str) -> None:
         assert needle in lines[0], err
 
 
-@pytest.mark.parametrize("kind", ["truncated", "bad_jpeg"])
-def test_a_damaged_validation_shard_is_named_with_what_checks_the_rest(corpus, records_copy, capsys, kind):
+@pytest.mark.parametrize("kind, problem", [
+    ("truncated", "bytes where manifest.json records"),  # found from its size, reading nothing
+    ("bad_jpeg", "record 2 holds a JPEG that does not decode"),
+])
+def test_a_damaged_validation_shard_is_named_with_what_checks_the_rest(corpus, records_copy, capsys,
+                                                                       kind, problem):
     shard = os.path.join(records_copy, "validation-00001-of-00002")
     damage_shard(shard, kind)
+    if kind == "bad_jpeg":  # a shard of the recorded size: only reading it again finds the record
+        write_manifest(records_copy, NUM_CLASSES)
     code, out, err = run_evaluate(capsys, f"--data_dir={records_copy}", f"--model={corpus[1]}")
     assert code == 1
-    assert_one_error_line(err, f"{shard} is damaged: record ")
+    assert_one_error_line(err, f"{shard} is damaged: ", problem)
     assert f"tools/build_tfrecords.py --output_dir={records_copy} --verify checks every shard" in err
     assert "top-1" not in out
 
