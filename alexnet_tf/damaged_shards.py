@@ -198,7 +198,8 @@ def resume_point(checkpoint_dir: str) -> str:
     except (tf.errors.OpError, ValueError):
         return f"the same command then resumes from {path}"
     into = f", {steps} steps into the next" if steps else ""
-    return f"the same command then resumes from {path} ({epochs} epochs done{into})"
+    return (f"the same command then resumes from {path} ({epochs} epoch"
+            f"{'' if epochs == 1 else 's'} done{into})")
 
 
 class SplitBeingRead(keras.callbacks.Callback):
