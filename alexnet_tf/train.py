@@ -181,6 +181,7 @@ def resolve_classes() -> list[str] | None:
         FLAGS.num_classes = labels.resolve_num_classes(FLAGS.num_classes, names, source=source)
     except labels.ClassListError as error:
         raise app.UsageError(str(error)) from None
+    logging.info("Classes: %d%s", FLAGS.num_classes, f" from {source}" if names else "")
     return names
 
 
