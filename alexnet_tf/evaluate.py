@@ -19,7 +19,9 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 import alexnet_tf.layers  # noqa: F401  (registers the custom layers for load_model)
-from alexnet_tf import damaged_shards, data, label_offsets, model_checks, records, shard_listing
+from alexnet_tf import (damaged_shards, data, label_offsets, labels, model_checks, records,
+                        serving, shard_listing)
+from alexnet_tf.per_class import PerClassTop1, format_rows
 
 flags.DEFINE_string("data_dir", None, "Directory with the converter's shards.")
 flags.DEFINE_string("model", None, "The trained model, e.g. MODEL_DIR/model.keras.")
@@ -35,13 +37,16 @@ flags.DEFINE_integer("label_offset", None, "Subtracted from each record's label.
 flags.DEFINE_integer("max_batches", None, "Score only this many batches (quick checks).",
                      lower_bound=1)
 flags.DEFINE_string("output_json", None, "Also write the results to this JSON file.")
+flags.DEFINE_bool("per_class", False, "Also print the top-1 accuracy of each class, by name.")
+flags.DEFINE_string("labels_file", None, "Class names in label order for --per_class. Default: "
+                    "labels.txt beside --model, else in --data_dir.")
 flags.mark_flags_as_required(["data_dir", "model"])
 FLAGS = flags.FLAGS
 
 
 def evaluate(
     network: keras.Model, dataset: tf.data.Dataset, *, ten_crop: bool = False,
-    max_batches: int | None = None,
+    max_batches: int | None = None, per_class: PerClassTop1 | None = None,
 ) -> dict:
     """Accuracy and error at top-1 and top-5 of `network` over `dataset` (images, labels).
 
@@ -66,6 +71,8 @@ def evaluate(
         predicted = probabilities(images)
         top1.update_state(labels, predicted)
         top5.update_state(labels, predicted)
+        if per_class is not None:
+            per_class.update(labels.numpy(), predicted.numpy())
         images_scored += int(labels.shape[0])
     results = {"images": images_scored, "protocol": "ten-crop" if ten_crop else "centre crop"}
     for k, metric in ((1, top1), (5, top5)):
@@ -73,6 +80,18 @@ def evaluate(
         results[f"top{k}_accuracy"] = accuracy
         results[f"top{k}_error"] = 1.0 - accuracy
     return results
+
+
+def per_class_names(num_classes: int) -> list[str]:
+    """--labels_file, else labels.txt beside the model, else the records'; ImageNet's synsets
+    or class_<i> without any (`serving.class_labels`)."""
+    path = FLAGS.labels_file or labels.labels_beside(FLAGS.model)
+    if path is None and tf.io.gfile.exists(os.path.join(FLAGS.data_dir, labels.LABELS_FILENAME)):
+        path = os.path.join(FLAGS.data_dir, labels.LABELS_FILENAME)
+    try:
+        return serving.class_labels(num_classes, labels_file=path)
+    except labels.ClassListError as error:
+        fail(f"--per_class: {error}")
 
 
 def fail(message: str) -> None:
@@ -108,9 +127,13 @@ def main(argv: list[str]) -> None:
     dataset = data.build_dataset(
         shards.files, training=False, batch_size=FLAGS.batch_size, image_size=image_size,
         label_offset=label_offset, ten_crop=FLAGS.ten_crop)
+    per_class = class_names = None
+    if FLAGS.per_class:
+        class_names = per_class_names(num_classes)
+        per_class = PerClassTop1(len(class_names))
     try:
         results = evaluate(network, dataset, ten_crop=FLAGS.ten_crop,
-                           max_batches=FLAGS.max_batches)
+                           max_batches=FLAGS.max_batches, per_class=per_class)
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, UnicodeDecodeError) as error:
         damage = (damaged_shards.diagnose(error, {FLAGS.split: shards.files}, manifest=manifest)
                   if damaged_shards.is_read_failure(error) else None)
@@ -128,6 +151,9 @@ def main(argv: list[str]) -> None:
     for k in (1, 5):
         print(f"top-{k} accuracy {results[f'top{k}_accuracy']:.4f}  "
               f"error {results[f'top{k}_error']:.4f}")
+    if per_class is not None:
+        results["per_class"] = per_class.rows(class_names)
+        print(format_rows(results["per_class"]))
     if FLAGS.output_json:
         with tf.io.gfile.GFile(FLAGS.output_json, "w") as handle:
             handle.write(json.dumps(results, indent=1) + "\n")

@@ -43,6 +43,7 @@ from google.protobuf import text_format
 from PIL import Image
 
 from alexnet_tf import data, layers, serving, serving_limits
+from alexnet_tf import labels as class_list
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MODELS_CONFIG = "models.config"
@@ -256,13 +257,16 @@ def export_model(
     label_offset: int = 0,
     synsets_file: str | None = None,
     limits: serving_limits.ServingLimits | None = None,
+    labels_file: str | None = None,
 ) -> str:
     """Writes EXPORT_BASE/<version>/ (and models.config, request.json and
     batching_parameters.txt); returns its path.
 
     `version` defaults to one above the highest numeric folder (1 if none); an existing
     version is never overwritten. See `serving.class_labels` for `label_offset` and
-    `synsets_file`, and `serving_limits` for `limits` (default: serving's defaults).
+    `labels_file` (`synsets_file` is its old name), and `serving_limits` for `limits`
+    (default: serving's defaults). The version folder gets a labels.txt of the names its
+    `synsets` output gives, line i for class i.
     """
     if limits is None:
         limits = serving_limits.ServingLimits(
@@ -279,7 +283,8 @@ def export_model(
     image_size = model_image_size(model, image_size)
     try:
         labels = serving.class_labels(
-            model.output_shape[-1], label_offset=label_offset, synsets_file=synsets_file
+            model.output_shape[-1], label_offset=label_offset, labels_file=labels_file,
+            synsets_file=synsets_file,
         )
     except serving.ClassListError as error:
         raise ExportError(str(error)) from None
@@ -298,6 +303,7 @@ def export_model(
     try:
         _write_saved_model(model, temporary, image_size=image_size, labels=labels, limits=limits)
         serving_limits.write_limits_file(temporary, limits)
+        class_list.write_labels(os.path.join(temporary, class_list.LABELS_FILENAME), labels)
         write_warmup_requests(
             os.path.join(temporary, WARMUP_FILE), model_name=model_name, image_size=image_size
         )
@@ -354,10 +360,11 @@ def define_flags() -> None:
         "removes the records' offset.", lower_bound=0
     )
     flags.DEFINE_string(
-        "synsets_file", None, "Class names in label order, for models not trained on the "
-        "1000 ImageNet classes: a text file with one a line, or a .json list. Default: "
+        "labels_file", None, "Class names in label order: a text file with one a line, or a "
+        ".json list. Default: labels.txt beside --model (the trainer writes it), else "
         "ImageNet's synsets for 1000 classes (past --label_offset), else class_<i>."
     )
+    flags.DEFINE_string("synsets_file", None, "Deprecated: the old name of --labels_file.")
     flags.DEFINE_integer(
         "max_pixels", serving.DEFAULT_MAX_PIXELS, "The server refuses, from its header and "
         "before decoding it, any image with more pixels than this (decompression bombs). The "
@@ -388,6 +395,16 @@ def define_flags() -> None:
     )
 
 
+def _labels_file_for(model_path: str) -> str | None:
+    """--labels_file, else its deprecated alias --synsets_file, else labels.txt beside the model."""
+    if FLAGS.labels_file and FLAGS.synsets_file and FLAGS.labels_file != FLAGS.synsets_file:
+        raise ExportError("--labels_file and --synsets_file (its deprecated alias) name "
+                          "different files; give --labels_file only")
+    if FLAGS.synsets_file and not FLAGS.labels_file:
+        print("export: --synsets_file is deprecated; use --labels_file", file=sys.stderr)
+    return FLAGS.labels_file or FLAGS.synsets_file or class_list.labels_beside(model_path)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}", exitcode=2)
@@ -400,7 +417,7 @@ def main(argv: list[str]) -> int:
             model_name=FLAGS.model_name,
             image_size=FLAGS.image_size,
             label_offset=FLAGS.label_offset,
-            synsets_file=FLAGS.synsets_file,
+            labels_file=_labels_file_for(FLAGS.model),
             limits=serving_limits.ServingLimits(
                 max_pixels=FLAGS.max_pixels,
                 max_images_per_request=FLAGS.max_images_per_request,

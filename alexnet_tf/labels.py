@@ -76,13 +76,22 @@ def read_labels(path: str) -> list[str]:
     return parse_labels(text, source=path, json_list=path.endswith(".json"))
 
 
+def unwritable_reason(name: str) -> str | None:
+    """Why `name` cannot be a line of labels.txt (and so a class), or None if it can."""
+    if not name.strip() or "\n" in name or "\r" in name or name != name.strip():
+        return "blank, a line break, or leading/trailing spaces"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a file name that was not UTF-8 (surrogate escapes)
+        return "not UTF-8"
+    return None
+
+
 def format_labels(names: Sequence[str]) -> str:
     for name in names:
-        if not name.strip() or "\n" in name or "\r" in name or name != name.strip():
-            raise ClassListError(
-                f"class name {name!r} cannot be written one a line (blank, a line break, "
-                "or leading/trailing spaces)"
-            )
+        reason = unwritable_reason(name)
+        if reason:
+            raise ClassListError(f"class name {name!r} cannot be written one a line ({reason})")
     return "".join(f"{name}\n" for name in names)
 
 
@@ -104,6 +113,23 @@ def write_labels(path: str, names: Sequence[str]) -> str:
     return path
 
 
+def resolve_num_classes(flag_value: int | None, names: Sequence[str] | None, *, source: str,
+                        flag: str = "--num_classes") -> int:
+    """The model's class count: the class list's length, which `flag_value` may only repeat.
+
+    Without a class list (records from before labels.txt) the flag decides, and ImageNet's
+    1000 is the default.
+    """
+    if names is None:
+        return imagenet.NUM_CLASSES if flag_value is None else flag_value
+    if flag_value is not None and flag_value != len(names):
+        raise ClassListError(
+            f"{flag}={flag_value} contradicts {source}, which lists {len(names)} classes "
+            f"(leave {flag} out to take it from there)"
+        )
+    return len(names)
+
+
 def labels_beside(path: str) -> str | None:
     """`labels.txt` in the folder `path` names, or beside the file it names; None if absent."""
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
@@ -119,6 +145,8 @@ __all__ = [
     "labels_beside",
     "parse_labels",
     "read_labels",
+    "resolve_num_classes",
     "sorted_class_names",
+    "unwritable_reason",
     "write_labels",
 ]

@@ -60,6 +60,13 @@ def check_image_size(image_size: int, model_side: int, path: str) -> None:
 
 def check_classes(num_classes: int, manifest: dict, split: str, path: str) -> None:
     """Refuses records whose ImageNet classes the model has no output for, as the trainer does."""
+    if isinstance(manifest, dict) and isinstance(manifest.get("num_classes"), int):
+        if manifest["num_classes"] > num_classes:  # labels index the records' labels.txt
+            raise ModelCheckError(
+                f"--model={path} has {num_classes} classes, but the records' labels.txt lists "
+                f"{manifest['num_classes']}: it cannot score them; evaluate it on records of its "
+                "own classes")
+        return
     entry = (manifest.get("splits") or {}).get(split) if isinstance(manifest, dict) else None
     synsets = (entry or {}).get("classes") or {}
     index_of = imagenet.synset_to_label()

@@ -1,4 +1,4 @@
-"""Top-5 ImageNet classes for image files, from an exported SavedModel.
+"""Top-5 classes (ImageNet's or your own) for image files, from an exported SavedModel.
 
     python -m alexnet_tf.predict --model=/srv/models/alexnet photo.jpg other.png
     python -m alexnet_tf.predict --model=/srv/models/alexnet/3 --json photo.jpg
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import tensorflow as tf
 from absl import app, flags
 
-from alexnet_tf import imagenet, serving
+from alexnet_tf import imagenet, labels, serving
 
 
 class PredictError(Exception):
@@ -78,10 +78,30 @@ def _tensorflow_reason(error: tf.errors.OpError) -> str:
     return error.message.strip()
 
 
+def class_names_for(
+    classifier: Callable[..., dict[str, tf.Tensor]], saved_model_dir: str,
+    labels_file: str | None = None,
+) -> list[str] | None:
+    """The names to print: `labels_file`, else labels.txt in the version folder (the exporter
+    writes it), else None (the SavedModel's own `synsets` output names the classes)."""
+    path = labels_file or labels.labels_beside(os.path.join(saved_model_dir, "saved_model.pb"))
+    if path is None:
+        return None
+    try:
+        names = labels.read_labels(path)
+    except labels.ClassListError as error:
+        raise PredictError(str(error)) from None
+    width = classifier.structured_outputs["probabilities"].shape[-1]
+    if width is not None and len(names) != width:
+        raise PredictError(f"{path}: lists {len(names)} classes, the model has {width}")
+    return names
+
+
 def classify_file(
-    classifier: Callable[..., dict[str, tf.Tensor]], image_path: str
+    classifier: Callable[..., dict[str, tf.Tensor]], image_path: str,
+    class_names: Sequence[str] | None = None,
 ) -> list[dict[str, object]]:
-    """The top classes of one image file, best first."""
+    """The top classes of one image file, best first; named by `class_names` when given."""
     try:
         with open(image_path, "rb") as handle:
             image_bytes = handle.read()
@@ -107,6 +127,8 @@ def classify_file(
         start=1,
     ):
         synset = synset.decode("utf-8")
+        if class_names is not None:
+            synset = class_names[int(class_id)]
         predictions.append(
             {
                 "rank": rank,
@@ -144,6 +166,10 @@ def define_flags() -> None:
         "json", False, "Print one JSON document ({'model': ..., 'results': [...]}) instead "
         "of text; failed images appear with an 'error' entry."
     )
+    flags.DEFINE_string(
+        "labels_file", None, "Class names in label order, one a line, to print instead of the "
+        "model's own. Default: labels.txt in the SavedModel's folder, if there is one."
+    )
     flags.mark_flag_as_required("model")
 
 
@@ -154,6 +180,7 @@ def main(argv: list[str]) -> int:
     try:
         model_dir = resolve_saved_model_dir(FLAGS.model)
         classifier = load_classifier(model_dir)
+        class_names = class_names_for(classifier, model_dir, FLAGS.labels_file)
     except PredictError as error:
         print(f"predict: {error}", file=sys.stderr)
         return 1
@@ -161,7 +188,7 @@ def main(argv: list[str]) -> int:
     failed = False
     for image_path in image_paths:
         try:
-            predictions = classify_file(classifier, image_path)
+            predictions = classify_file(classifier, image_path, class_names)
         except PredictError as error:
             failed = True
             print(f"predict: {error}", file=sys.stderr)

@@ -58,7 +58,8 @@ read_class_list = labels_module.read_labels
 
 
 def class_labels(
-    num_classes: int, *, label_offset: int = 0, synsets_file: str | None = None
+    num_classes: int, *, label_offset: int = 0, labels_file: str | None = None,
+    synsets_file: str | None = None,
 ) -> list[str]:
     """The name the server reports for each of the model's classes.
 
@@ -67,8 +68,11 @@ def class_labels(
     model trained here needs label_offset=0 (the default); a 1001-class model trained on the
     raw 1..1000 labels needs label_offset=1. Names come from `synsets_file` when given, from
     ImageNet's synset list when the model has 1000 classes past the offset, and are
-    "class_<i>" otherwise.
+    "class_<i>" otherwise. `synsets_file` is the old name of `labels_file`.
     """
+    if synsets_file is not None and labels_file is not None and synsets_file != labels_file:
+        raise ClassListError(f"two class lists given: {labels_file} and {synsets_file}")
+    synsets_file = labels_file if labels_file is not None else synsets_file
     if num_classes < 1:
         raise ClassListError(f"the model has {num_classes} classes")
     if not 0 <= label_offset < num_classes:

@@ -8,7 +8,8 @@ finished run it only rewrites the outputs, after a kill it continues from the la
 boundary, after a SIGTERM (preemption) from the exact step where it stopped.
 
 Writes to --model_dir: checkpoints/ (every epoch and on SIGTERM), logs/ (TensorBoard),
-history.json (one record per epoch), training_curves.png, and at the end model.keras and
+history.json (one record per epoch), training_curves.png, labels.txt (the records' class
+list, so export and predict name the classes), and at the end model.keras and
 summary.json (final loss, top-1/top-5 accuracy and error, images/s, the flags).
 """
 
@@ -24,8 +25,8 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from alexnet_tf import (callbacks, damaged_shards, data, distribution, imagenet, label_offsets,
-                        model, records, schedules, shard_listing)
+from alexnet_tf import (callbacks, class_files, damaged_shards, data, distribution, imagenet,
+                        label_offsets, labels, model, records, schedules, shard_listing)
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
 EXIT_WORKER_LOST = 75  # EX_TEMPFAIL: restart the job and it resumes.
@@ -52,8 +53,9 @@ flags.DEFINE_bool("lighting", True, "PCA colour noise on training images (paper,
 # Model.
 flags.DEFINE_enum("variant", "paper", model.VARIANTS, "'paper': the 2012 two-tower network "
                   "with LRN; 'single': the one-tower network of 'One weird trick' (torchvision).")
-flags.DEFINE_integer("num_classes", imagenet.NUM_CLASSES, "Width of the last layer; labels "
-                     "(after --label_offset) must be below it.", lower_bound=1)
+flags.DEFINE_integer("num_classes", None, "Width of the last layer. Default: the number of "
+                     "classes in --data_dir/labels.txt (which a value given here must equal), "
+                     "1000 for records without one or synthetic data.", lower_bound=1)
 flags.DEFINE_integer("image_size", 227, "Side of the square training crop (paper: 224, in "
                      "practice 227). At least 67 for 'paper', 63 for 'single'.",
                      lower_bound=1, upper_bound=256)
@@ -161,8 +163,32 @@ def count_images(manifest: dict, split: str, shards: list[str]) -> int:
     return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
 
+def resolve_classes() -> list[str] | None:
+    """Sets --num_classes from the records' labels.txt (or checks it); returns the class list.
+
+    Records converted before labels.txt existed have none: the flag (default 1000) decides.
+    """
+    names, source = None, "labels.txt"
+    if not FLAGS.use_synthetic_data and tf.io.gfile.isdir(FLAGS.data_dir):
+        try:
+            names, source = class_files.read_beside(FLAGS.data_dir)
+        except labels.ClassListError as error:
+            raise app.UsageError(f"--data_dir: {error}") from None
+        if names is None and read_manifest(FLAGS.data_dir).get("labels_file"):
+            raise app.UsageError(f"--data_dir: {source} is missing (the converter wrote it "
+                                 "beside the shards); convert again or restore it")
+    try:
+        FLAGS.num_classes = labels.resolve_num_classes(FLAGS.num_classes, names, source=source)
+    except labels.ClassListError as error:
+        raise app.UsageError(str(error)) from None
+    logging.info("Classes: %d%s", FLAGS.num_classes, f" from {source}" if names else "")
+    return names
+
+
 def check_labels_fit(manifest: dict, label_offset: int) -> None:
     """A label >= --num_classes would fail deep inside the loss; say so now instead."""
+    if "num_classes" in manifest:  # labels index labels.txt, checked by resolve_classes
+        return
     label_of = imagenet.synset_to_label()
     synsets = {s for split in manifest.get("splits", {}).values() for s in split["classes"]}
     labels = [label_of[s] for s in synsets if s in label_of]
@@ -312,6 +338,14 @@ def train() -> dict:
     if FLAGS.seed is not None:
         keras.utils.set_random_seed(FLAGS.seed)
 
+    class_names = resolve_classes()
+    if class_names is not None and distribution.is_chief(strategy):
+        # Beside model.keras, so export and predict find it; checked first on a rerun.
+        tf.io.gfile.makedirs(FLAGS.model_dir)
+        try:
+            class_files.keep_with_model(FLAGS.model_dir, class_names)
+        except labels.ClassListError as error:
+            raise app.UsageError(f"--model_dir: {error}") from None
     training_data, validation_data, steps_per_epoch = make_datasets(strategy)
     network = build_and_compile(strategy)
     schedule = schedules.build_schedule(

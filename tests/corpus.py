@@ -174,3 +174,41 @@ def write_tars(root: str, train: list[RawImage], validation: list[RawImage], *, 
     with tarfile.open(os.path.join(root, "ILSVRC2012_img_val.tar"), "w", format=tarfile.GNU_FORMAT) as archive:
         for image in validation:
             _add_bytes(archive, image.filename, image.data)
+
+
+# Your own class folders (--layout=folders): names as people write them, files as cameras,
+# phones and downloads leave them (any extension or none, PNGs among JPEGs).
+FOLDER_CLASSES = ("my cats", "Äpfel", "chiens été", "10", "Zebra")
+
+
+def _folder_images(rng: np.random.Generator, class_index: int, per_class: int) -> list[tuple[str, bytes, str, str]]:
+    """(file name, bytes, outcome, reason word) of one class folder."""
+    photo = _photo(rng, 64, 48)
+    extensions = (".jpg", ".JPG", ".jpeg", "", ".JPEG")
+    files = [(f"photo {index}{extensions[index % len(extensions)]}", good_jpeg(rng), STORED, "")
+             for index in range(per_class)]
+    kinds = [
+        ("screenshot.png", _encode(photo, "PNG"), REPAIRED, "PNG"),
+        ("scan.bmp", _encode(photo, "BMP"), REPAIRED, "BMP"),
+        ("anim.gif", _encode(photo.convert("P"), "GIF"), REPAIRED, "GIF"),
+        ("web.webp", _encode(photo, "WEBP"), REPAIRED, "WEBP"),
+        ("jpeg_named.png", good_jpeg(rng), STORED, ""),
+        ("half.jpg", good_jpeg(rng)[:200], SKIPPED, "truncated"),
+        ("bomb.png", png_bomb(), SKIPPED, "decompression bomb"),
+    ]
+    return files + [kinds[class_index % len(kinds)], kinds[(class_index + 3) % len(kinds)]]
+
+
+def write_class_folders(root: str, classes=FOLDER_CLASSES, *, per_class: int = 5, seed: int = 0,
+                        clutter: bool = True) -> dict[str, tuple[str, str, str]]:
+    """Writes `root/<class>/<file>` and returns {relative path: (class, outcome, reason word)}."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for class_index, name in enumerate(classes):
+        for filename, data, outcome, reason in _folder_images(rng, class_index, per_class):
+            _write(os.path.join(root, name, filename), data)
+            written[os.path.join(name, filename)] = (name, outcome, reason)
+        if clutter and class_index == 0:
+            for clutter_name, data in CLUTTER.items():
+                _write(os.path.join(root, name, clutter_name), data)
+    return written

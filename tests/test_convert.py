@@ -83,7 +83,7 @@ def test_extracted_layout(extracted, raw_images):
     train, validation = raw_images
     out = str(root / "out")
     assert manifest["layout"] == "extracted"
-    assert sorted(os.listdir(out)) == [".checks", ".shards", "manifest.json", "train-00000-of-00003", "train-00001-of-00003",
+    assert sorted(os.listdir(out)) == [".checks", ".shards", "labels.txt", "manifest.json", "train-00000-of-00003", "train-00001-of-00003",
                                        "train-00002-of-00003", "validation-00000-of-00002", "validation-00001-of-00002"]
     check_every_image_accounted(out, manifest, train, validation)
     assert manifest["splits"]["train"]["images"] == sum(i.outcome != corpus.SKIPPED for i in train)
@@ -286,7 +286,7 @@ def test_stale_shards_of_another_count_are_refused(extracted, tmp_path):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["--input_dir={empty}", "--output_dir={out}"], 1, "holds no ImageNet layout"),
+        (["--input_dir={empty}", "--output_dir={out}"], 1, "holds no known layout"),
         (["--input_dir={missing}", "--output_dir={out}"], 1, "is not a folder"),
         (["--input_dir={empty}"], 1, "--output_dir"),
         (["--input_dir={empty}", "--output_dir={out}", "--train_shards=0"], 1, "--train_shards"),

@@ -50,6 +50,7 @@ from tests.test_convert import TOOL, check_every_image_accounted, read_records
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 SHARD_NAME = re.compile(r"^(train|validation)-\d{5}-of-\d{5}$")
 MANIFEST = records.MANIFEST_NAME
+OUTPUT_FILES = (MANIFEST, "labels.txt")  # written whole, beside the shards, by every run
 LISTED = "Found the extracted layout"  # the converter's first log line after listing the input
 TIMEOUT = 120
 
@@ -248,7 +249,7 @@ class Conversion:
         self.reference_dir = root / "reference"
         self.uninterrupted = Run(self.command(self.reference_dir), cwd=root / "cwd")
         assert self.uninterrupted.wait() == 0, self.uninterrupted.stderr[-3000:]
-        names = [name for name in os.listdir(self.reference_dir) if SHARD_NAME.match(name) or name == MANIFEST]
+        names = [name for name in os.listdir(self.reference_dir) if SHARD_NAME.match(name) or name in OUTPUT_FILES]
         self.reference = {name: (self.reference_dir / name).read_bytes() for name in names}
         self.records = {shard["shard"]: shard["records"] for entry in json.loads(self.reference[MANIFEST])["splits"].values()
                         for shard in entry["shards"]}
@@ -308,9 +309,10 @@ def check_after_kill(conv: Conversion, work) -> list[str]:
     for name in final:
         assert count_records(out / name) == conv.records[name], f"{name} is incomplete"
         assert (out / name).read_bytes() == conv.reference[name], f"{name} differs from the uninterrupted run's"
-    if (out / MANIFEST).exists():
-        assert (out / MANIFEST).read_bytes() == conv.reference[MANIFEST], "manifest.json is not the uninterrupted run's"
-    stray = [name for name in os.listdir(out) if not (SHARD_NAME.match(name) or name.startswith((".", MANIFEST)))]
+    for name in OUTPUT_FILES:
+        if (out / name).exists():
+            assert (out / name).read_bytes() == conv.reference[name], f"{name} is not the uninterrupted run's"
+    stray = [name for name in os.listdir(out) if not (SHARD_NAME.match(name) or name.startswith((".", *OUTPUT_FILES)))]
     assert stray == [], f"unexpected files in --output_dir: {stray}"
     return final
 
@@ -320,7 +322,7 @@ def check_final(conv: Conversion, work, result: subprocess.CompletedProcess) -> 
     out = work / "out"
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    produced = {name: (out / name).read_bytes() for name in os.listdir(out) if SHARD_NAME.match(name) or name == MANIFEST}
+    produced = {name: (out / name).read_bytes() for name in os.listdir(out) if SHARD_NAME.match(name) or name in OUTPUT_FILES}
     assert sorted(produced) == sorted(conv.reference)
     for name, data in conv.reference.items():
         assert produced[name] == data, f"{name} differs from the uninterrupted run's"

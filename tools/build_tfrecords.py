@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Raw ImageNet (extracted, Kaggle CLS-LOC, or the original tars) to verified TFRecord shards.
+"""Raw images (your class folders; ImageNet extracted, Kaggle CLS-LOC, or the original tars) to
+verified TFRecord shards and labels.txt.
 
     python tools/build_tfrecords.py --input_dir=RAW --output_dir=OUT [--num_workers=N]
     python tools/build_tfrecords.py --output_dir=OUT --verify

@@ -11,8 +11,9 @@ from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("input_dir", None, "Raw ImageNet: extracted train/ and val/ folders, the Kaggle "
-                    "CLS-LOC download, or the folder holding ILSVRC2012_img_{train,val}.tar.")
+flags.DEFINE_string("input_dir", None, "Raw images: class folders (<class>/* or train/<class>/*), or "
+                    "ImageNet's extracted train/ and val/ folders, the Kaggle CLS-LOC download, or the "
+                    "folder holding ILSVRC2012_img_{train,val}.tar.")
 flags.DEFINE_string("output_dir", None, "Where the shards and manifest.json go (created if needed).")
 flags.DEFINE_integer("train_shards", 1024, "Number of training shards.", lower_bound=1)
 flags.DEFINE_integer("validation_shards", 128, "Number of validation shards.", lower_bound=1)
@@ -25,6 +26,12 @@ flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Images with more pixels 
 flags.DEFINE_integer("shuffle_seed", conversion.DEFAULT_SHUFFLE_SEED, "Seed of the fixed shuffle of "
                      "training images across shards.")
 flags.DEFINE_float("progress_interval", 10.0, "Seconds between progress lines.", lower_bound=0.0)
+flags.DEFINE_string("labels_file", None, "Class folders only: the class names in label order, one a "
+                    "line; folders it does not list are skipped and reported. Default: the folder "
+                    "names in code-point order.")
+flags.DEFINE_float("validation_fraction", None, "Class folders without a val/ folder: hold out this share "
+                   "of each class for validation, chosen by a hash of each file's name (stable when "
+                   "images are added).")
 flags.DEFINE_bool("verify", False, "Instead of converting, read every shard in --output_dir back and check "
                   "it against manifest.json (counts, checksums, every image decodes to its size).")
 flags.mark_flag_as_required("output_dir")
@@ -56,6 +63,8 @@ def main(argv: list[str]) -> None:
             max_pixels=FLAGS.max_pixels,
             shuffle_seed=FLAGS.shuffle_seed,
             progress_interval=FLAGS.progress_interval,
+            labels_file=FLAGS.labels_file,
+            validation_fraction=FLAGS.validation_fraction,
         )
     except (ValueError, conversion.ConversionError) as error:
         logging.error("%s", error)

@@ -1,6 +1,7 @@
 """Finds the images of ImageNet as people actually have it, and labels each one.
 
-Three layouts, detected from what is in the input folder:
+Three ImageNet layouts, detected from what is in the input folder, and any class folders
+(`folders`, see `convert/folders.py`):
 
 * `extracted`: `train/<wnid>/*.JPEG`, and validation either flat as
   `val/ILSVRC2012_val_%08d.JPEG` (labelled from the ground truth that tensorflow-datasets ships,
@@ -22,11 +23,11 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable
 
-from alexnet_tf import imagenet
-from alexnet_tf.convert import archives
+from alexnet_tf import imagenet, labels
+from alexnet_tf.convert import archives, folders
 from alexnet_tf.convert.sources import ImageSource, Rejected, printable
 
-LAYOUTS = ("extracted", "kaggle", "tars")
+LAYOUTS = ("extracted", "kaggle", "tars", folders.LAYOUT)
 _TFDS_GROUND_TRUTH = "tensorflow-datasets' imagenet2012 validation_labels.txt"
 
 # Files that operating systems and download tools leave beside images. They are listed in the
@@ -54,6 +55,7 @@ class Inventory:
     ignored: list[str]
     class_text: dict[str, str]
     notes: list[str]
+    class_names: list[str] = dataclasses.field(default_factory=list)  # label i is class_names[i]
 
 
 def detect_layout(input_dir: str) -> str:
@@ -65,11 +67,14 @@ def detect_layout(input_dir: str) -> str:
         found.append("kaggle")
     if any(os.path.isfile(os.path.join(input_dir, name)) for name in (archives.TRAIN_ARCHIVE, archives.VALIDATION_ARCHIVE)):
         found.append("tars")
-    if any(os.path.isdir(os.path.join(input_dir, name)) for name in ("train", "val", "validation")):
-        found.append("extracted")
+    if not found or any(os.path.isdir(os.path.join(input_dir, name)) for name in ("train", "val", "validation")):
+        kind = folders.detect(input_dir, is_clutter)  # extracted ImageNet, or class folders
+        if kind:
+            found.append(kind)
     if not found:
         raise ValueError(
-            f"--input_dir={input_dir} holds no ImageNet layout: expected train/ and/or val/ folders, "
+            f"--input_dir={input_dir} holds no known layout: expected class folders (RAW/<class>/ or "
+            "train/<class>/), ImageNet's train/ and/or val/ folders, "
             f"ILSVRC/Data/CLS-LOC/ (Kaggle), or {archives.TRAIN_ARCHIVE} / {archives.VALIDATION_ARCHIVE}"
         )
     if len(found) > 1:
@@ -234,14 +239,26 @@ def _list_tars(input_dir: str, inventory: Inventory) -> None:
         inventory.sources["validation"] = validation
 
 
-def list_images(input_dir: str, layout: str = "auto") -> Inventory:
+def list_images(input_dir: str, layout: str = "auto", *, labels_file: str | None = None,
+                validation_fraction: float | None = None) -> Inventory:
     """Lists and labels every candidate image in `input_dir`, sorted for a deterministic plan."""
     if layout == "auto":
         layout = detect_layout(input_dir)
     elif layout not in LAYOUTS:
         raise ValueError(f"--layout={layout} is not one of auto, {', '.join(LAYOUTS)}")
+    elif not os.path.isdir(input_dir):
+        raise ValueError(f"--input_dir={input_dir} is not a folder")
     inventory = Inventory(layout, {}, [], [], {}, [])
-    {"extracted": _list_extracted, "kaggle": _list_kaggle, "tars": _list_tars}[layout](input_dir, inventory)
+    if layout == folders.LAYOUT:
+        folders.list_folders(input_dir, inventory, _scan_folder, labels_file=labels_file,
+                             validation_fraction=validation_fraction)
+    else:
+        for flag, value in (("--labels_file", labels_file), ("--validation_fraction", validation_fraction)):
+            if value is not None:
+                raise ValueError(f"{flag} applies to class folders (--layout=folders), not to the "
+                                 f"{layout} ImageNet layout, whose labels are ImageNet's")
+        inventory.class_names = labels.imagenet_labels()
+        {"extracted": _list_extracted, "kaggle": _list_kaggle, "tars": _list_tars}[layout](input_dir, inventory)
     for split in list(inventory.sources):
         if not inventory.sources[split]:
             del inventory.sources[split]

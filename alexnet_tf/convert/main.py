@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 from absl import logging
 
-from alexnet_tf import records
+from alexnet_tf import labels, records
 from alexnet_tf.convert import checks, layouts, manifest, output_folder, progress, shards
 from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
 
@@ -196,6 +196,8 @@ def convert(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     shuffle_seed: int = DEFAULT_SHUFFLE_SEED,
     progress_interval: float = 10.0,
+    labels_file: str | None = None,
+    validation_fraction: float | None = None,
 ) -> dict:
     """Converts `input_dir` into shards and a manifest in `output_dir`; returns the manifest.
 
@@ -205,7 +207,9 @@ def convert(
     started = time.monotonic()
     if train_shards < 1 or validation_shards < 1:
         raise ConversionError("--train_shards and --validation_shards must be at least 1")
-    inventory = layouts.list_images(input_dir, layout)
+    inventory = layouts.list_images(input_dir, layout, labels_file=labels_file,
+                                    validation_fraction=validation_fraction)
+    class_names = tuple(inventory.class_names)
     refusal = output_folder.refusal_if_inside_input(input_dir, output_dir, inventory.layout)
     if refusal:
         raise ConversionError(refusal)
@@ -234,7 +238,7 @@ def convert(
             for index, shard_images in enumerate(plan):
                 class_text = {i.source.synset: inventory.class_text[i.source.synset] for i in shard_images}
                 tasks.append(shards.ShardTask(output_dir, split, index, shard_counts[split], shard_images,
-                                              class_text, label_offset, max_pixels))
+                                              class_text, label_offset, max_pixels, class_names))
         statuses, written_now = _run_resumable(workers, "writing", "shards", shards.write_shard, tasks, shards.load_status,
                                   key=lambda task: task.name, size=lambda task: len(task.images),
                                   interval=progress_interval)
@@ -260,10 +264,12 @@ def convert(
         raise
 
     options = {"train_shards": train_shards, "validation_shards": validation_shards, "label_offset": label_offset,
-               "layout": layout, "max_pixels": max_pixels, "shuffle_seed": shuffle_seed}
+               "layout": layout, "max_pixels": max_pixels, "shuffle_seed": shuffle_seed,
+               "labels_file": labels_file, "validation_fraction": validation_fraction}
     skipped = {split: found[1] for split, found in checked.items()}
     result = manifest.build_manifest(inventory, tasks, statuses, skipped, input_dir, options)
     try:
+        labels.write_labels(os.path.join(output_dir, labels.LABELS_FILENAME), class_names)
         path = manifest.write_manifest(output_dir, result)
     except OSError as error:
         raise ConversionError(f"writing the manifest in {output_dir} failed: {error}") from None

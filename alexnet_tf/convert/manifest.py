@@ -11,7 +11,7 @@ import collections
 import os
 import re
 
-from alexnet_tf import __version__, imagenet, records
+from alexnet_tf import __version__, imagenet, labels, records
 from alexnet_tf.convert import progress
 from alexnet_tf.convert.layouts import Inventory
 from alexnet_tf.convert.shards import ShardTask, sha256_and_size
@@ -51,6 +51,10 @@ def build_manifest(
         repaired.extend(split_repaired)
         skipped.extend(skipped_by_split.get(split, ()))
     present = sorted({synset for entry in splits.values() for synset in entry["classes"]})
+    offset = options.get("label_offset", 0)
+    classes = [{"label": index + offset, "name": name,
+                **{split: entry["classes"].get(name, 0) for split, entry in splits.items()}}
+               for index, name in enumerate(inventory.class_names)]
     return {
         "created_by": f"alexnet_tf {__version__} tools/build_tfrecords.py",
         "input_dir": os.path.abspath(input_dir),
@@ -59,6 +63,10 @@ def build_manifest(
         "splits": splits,
         "missing_splits": [split for split in records.SPLITS if split not in splits],
         "class_text": {synset: inventory.class_text.get(synset, synset) for synset in present},
+        # labels.txt beside the shards: line i is the class of label i + label_offset.
+        "labels_file": labels.LABELS_FILENAME,
+        "num_classes": len(inventory.class_names),
+        "classes": classes,
         "notes": inventory.notes,
         "repaired": repaired,
         "skipped": skipped,
@@ -81,7 +89,7 @@ def read_manifest(output_dir: str) -> dict:
     return manifest
 
 
-def _check_records(path: str, label_offset: int) -> tuple[int, list[str]]:
+def _check_records(path: str, label_offset: int, num_classes: int) -> tuple[int, list[str]]:
     """Counts the records of one shard and checks each decodes to height x width x 3."""
     import tensorflow as tf  # only --verify needs TensorFlow; converting never imports it
 
@@ -111,9 +119,9 @@ def _check_records(path: str, label_offset: int) -> tuple[int, list[str]]:
         if list(shape.numpy()) != [int(height), int(width), 3]:
             problems.append(f"{os.path.basename(path)}: {name} decodes to {list(shape.numpy())}, "
                             f"the record says {int(height)}x{int(width)}x3")
-        if not label_offset <= int(label) < label_offset + imagenet.NUM_CLASSES:
+        if not label_offset <= int(label) < label_offset + num_classes:
             problems.append(f"{os.path.basename(path)}: {name} has label {int(label)}, outside "
-                            f"{label_offset}..{label_offset + imagenet.NUM_CLASSES - 1}")
+                            f"{label_offset}..{label_offset + num_classes - 1}")
     return count, problems
 
 
@@ -151,6 +159,7 @@ def verify_output(output_dir: str) -> tuple[int, list[str]]:
                          "a manifest written by tools/build_tfrecords.py (convert again to "
                          "rewrite it)")
     label_offset = manifest["options"]["label_offset"]
+    num_classes = manifest.get("num_classes", imagenet.NUM_CLASSES)  # older manifests: ImageNet
     problems, checked = [], 0
     for split, entry in manifest["splits"].items():
         for shard in entry["shards"]:
@@ -160,7 +169,7 @@ def verify_output(output_dir: str) -> tuple[int, list[str]]:
                 continue
             if (shard["sha256"], shard["bytes"]) != sha256_and_size(path):
                 problems.append(f"{shard['shard']}: sha256 does not match the manifest (the file changed or is corrupt)")
-            count, record_problems = _check_records(path, label_offset)
+            count, record_problems = _check_records(path, label_offset, num_classes)
             checked += count
             problems.extend(record_problems)
             if count != shard["records"]:

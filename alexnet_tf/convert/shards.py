@@ -18,7 +18,7 @@ import os
 import random
 import sys
 
-from alexnet_tf import imagenet, records
+from alexnet_tf import records
 from alexnet_tf.convert import progress, tfrecord
 from alexnet_tf.convert.checks import CheckedImage
 from alexnet_tf.convert.images import BrokenImage, prepare_image
@@ -60,6 +60,7 @@ class ShardTask:
     class_text: dict[str, str]
     label_offset: int
     max_pixels: int
+    class_names: tuple[str, ...]  # label i is class_names[i]: the run's labels.txt
 
     @property
     def name(self) -> str:
@@ -81,6 +82,8 @@ class ShardTask:
             "max_pixels": self.max_pixels,
             "images": [(i.source.origin, i.source.synset, i.sha1, i.source.boxes) for i in self.images],
             "text": sorted(self.class_text.items()),
+            # The whole list, not only this shard's classes: another list moves their labels.
+            "class_names": list(self.class_names),
         }
         return hashlib.sha256(json.dumps(plan, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -174,7 +177,7 @@ def write_shard(task: ShardTask) -> dict:
 
 
 def _write_shard(task: ShardTask) -> dict:
-    labels = imagenet.synset_to_label()
+    labels = {name: index for index, name in enumerate(task.class_names)}
     temporary = os.path.join(task.output_dir, INCOMPLETE_DIR, task.name)
     classes: collections.Counter = collections.Counter()
     open_archives: dict[str, object] = {}
