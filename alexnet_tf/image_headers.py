@@ -197,11 +197,13 @@ def jpeg_size(image_bytes: tf.Tensor):
 
 def _after_sub_blocks(data: _Bytes, position: tf.Tensor) -> tf.Tensor:
     """The position after a chain of GIF data sub-blocks (length byte, data) and its 0 byte."""
-    position = tf.while_loop(
-        lambda at: tf.logical_and(at < data.length, tf.not_equal(data.at(at), 0)),
-        lambda at: at + data.at(at) + 1,
-        (tf.cast(position, tf.int64),),
-    )[0]
+    (position,) = tf.nest.flatten(
+        tf.while_loop(
+            lambda at: tf.logical_and(at < data.length, tf.not_equal(data.at(at), 0)),
+            lambda at: (at + data.at(at) + 1,),
+            (tf.cast(position, tf.int64),),
+        )
+    )
     return position + 1
 
 
