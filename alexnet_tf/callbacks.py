@@ -349,6 +349,27 @@ class StopAtStep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class ProgressBarToStep(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, counting to where --train_steps stops the epoch, not its end.
+
+    Given to fit in place of the default bar (Keras adds its own only when none is given).
+    """
+
+    def __init__(self, train_steps: int):
+        super().__init__()
+        self.train_steps = train_steps
+
+    def set_params(self, params):
+        super().set_params(params)  # sets self.target to fit's steps per epoch
+        self.steps_per_epoch = self.target
+
+    def on_epoch_begin(self, epoch, logs=None):
+        left = self.train_steps - int(self.model.optimizer.iterations.numpy())
+        if self.steps_per_epoch:
+            self.target = max(1, min(self.steps_per_epoch, left))
+        super().on_epoch_begin(epoch, logs)
+
+
 def epochs_for_steps(train_steps: int | None, steps_per_epoch: int, epochs: int) -> int:
     """How many epochs --epochs and the --train_steps cap allow together."""
     if not train_steps:

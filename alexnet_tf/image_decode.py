@@ -156,8 +156,10 @@ def _decode_gif(image_bytes, max_pixels):
             _refusal("GIF frame", frame["frame_height"], frame["frame_width"], frame["problem"], max_pixels),
         ]
     )
-    with tf.control_dependencies([check]):  # positions past the end must not reach substr
-        one_frame = tf.strings.join([_substr(image_bytes, 0, frame["frame_end"]), b"\x3b"])
+    with tf.control_dependencies([check]):  # the frame's data is walked only once accepted
+        frame_end, problem = headers.gif_frame_end(image_bytes, frame["image_data_at"])
+    with tf.control_dependencies([_refuse_unless_fine([problem])]):
+        one_frame = tf.strings.join([_substr(image_bytes, 0, frame_end), b"\x3b"])
 
     def transparent_to_white():
         # The transparent colour becomes opaque white, as the converter's composite makes it.

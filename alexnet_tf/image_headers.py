@@ -61,14 +61,14 @@ class _Bytes:
     def __init__(self, image_bytes: tf.Tensor, prefix: int | None = None):
         if prefix is not None:  # a header at a fixed offset needs only the first bytes
             image_bytes = tf.strings.substr(image_bytes, 0, prefix)
-        self.raw = tf.io.decode_raw(image_bytes, tf.uint8)
-        self.length = tf.size(self.raw, out_type=tf.int64)
+        raw = tf.io.decode_raw(image_bytes, tf.uint8)
+        self.length = tf.size(raw, out_type=tf.int64)
+        self.raw = tf.pad(raw, [[0, 1]])  # one byte more, so an empty file can be indexed
 
     def at(self, position) -> tf.Tensor:
         position = tf.cast(position, tf.int64)
         inside = tf.logical_and(position >= 0, position < self.length)
-        index = tf.clip_by_value(position, 0, tf.maximum(self.length - 1, 0))
-        value = tf.cast(tf.gather(tf.pad(self.raw, [[0, 1]]), index), tf.int64)
+        value = tf.cast(tf.gather(self.raw, tf.clip_by_value(position, 0, self.length)), tf.int64)
         return tf.where(inside, value, tf.constant(0, tf.int64))
 
     def big_endian(self, position, width: int) -> tf.Tensor:
@@ -197,20 +197,22 @@ def jpeg_size(image_bytes: tf.Tensor):
 
 def _after_sub_blocks(data: _Bytes, position: tf.Tensor) -> tf.Tensor:
     """The position after a chain of GIF data sub-blocks (length byte, data) and its 0 byte."""
-    position = tf.while_loop(
-        lambda at: tf.logical_and(at < data.length, tf.not_equal(data.at(at), 0)),
-        lambda at: at + data.at(at) + 1,
-        (tf.cast(position, tf.int64),),
-    )[0]
+    (position,) = tf.nest.flatten(
+        tf.while_loop(
+            lambda at: tf.logical_and(at < data.length, tf.not_equal(data.at(at), 0)),
+            lambda at: (at + data.at(at) + 1,),
+            (tf.cast(position, tf.int64),),
+        )
+    )
     return position + 1
 
 
 def gif_first_frame(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
     """Where a GIF's first frame lies, and how large its screen and that frame are.
 
-    Returns int64 scalars screen_height, screen_width, frame_height, frame_width, frame_end
-    (the position just past the first frame's data; cutting there and appending the trailer
-    0x3B leaves a one-frame GIF), transparent_at (the position of the first frame's
+    Returns int64 scalars screen_height, screen_width, frame_height, frame_width,
+    image_data_at (where the frame's LZW data starts; see `gif_frame_end`), transparent_at
+    (the position of the first frame's
     transparent colour in its colour table, -1 if none), control_at (the position of its
     Graphic Control Extension's flags byte, -1 if none), and problem.
     """
@@ -249,8 +251,6 @@ def gif_first_frame(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         tf.constant(2, tf.int64), tf.bitwise.bitwise_and(frame_flags, 0x07)
     )
     image_data = descriptor + 10 + tf.where(has_local_table, local_table_size, tf.constant(0, tf.int64))
-    frame_end = _after_sub_blocks(data, image_data + 1)  # +1: the LZW minimum code size
-    problem = _problem_if(frame_end > data.length, "truncated GIF: its first frame is cut off", problem)
 
     transparent = tf.logical_and(
         control_at >= 0, tf.not_equal(tf.bitwise.bitwise_and(data.at(control_at), 0x01), 0)
@@ -269,7 +269,7 @@ def gif_first_frame(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         "screen_width": screen_width,
         "frame_height": frame_height,
         "frame_width": frame_width,
-        "frame_end": frame_end,
+        "image_data_at": image_data,
         "transparent_at": transparent_at,
         "control_at": tf.where(
             tf.logical_and(transparent, in_table), control_at, tf.constant(-1, tf.int64)
@@ -277,3 +277,18 @@ def gif_first_frame(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         "control_flags": data.at(control_at),
         "problem": problem,
     }
+
+
+def gif_frame_end(image_bytes: tf.Tensor, image_data_at: tf.Tensor):
+    """(frame_end, problem): the position just past a frame's LZW data, which starts at
+    `image_data_at`. Cutting there and appending the trailer 0x3B leaves a one-frame GIF.
+
+    Walks the frame's sub-blocks (one step per 255 bytes), so the caller runs it only for a
+    frame whose size it has accepted.
+    """
+    data = _Bytes(image_bytes)
+    frame_end = _after_sub_blocks(data, image_data_at + 1)  # +1: the LZW minimum code size
+    problem = _problem_if(
+        frame_end > data.length, "truncated GIF: its first frame is cut off", _no_problem()
+    )
+    return frame_end, problem

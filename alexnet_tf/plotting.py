@@ -1,4 +1,4 @@
-"""training_curves.png: loss, top-1 and top-5 error per epoch, training against validation.
+"""training_curves.png: cross-entropy, loss, top-1 and top-5 error per epoch, train and validation.
 
 Drawn with matplotlib's Agg canvas directly (no pyplot, no global backend switch), so it
 works on headless machines and never touches the state of a caller's own plots. Errors rather
@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 
 # (title, training key, validation key, transform of the logged value)
 _PANELS = (
-    ("loss", "loss", "val_loss", lambda value: value),
+    ("cross-entropy", "cross_entropy", "val_cross_entropy", lambda value: value),
+    ("loss (cross-entropy + L2 term)", "loss", "val_loss", lambda value: value),
     ("top-1 error", "top1_accuracy", "val_top1_accuracy", lambda value: 1.0 - value),
     ("top-5 error", "top5_accuracy", "val_top5_accuracy", lambda value: 1.0 - value),
 )
@@ -23,7 +24,7 @@ _PANELS = (
 
 def plot_training_curves(history: list[dict], path: str) -> None:
     """Writes the curves of `history` (one dict per epoch, as in history.json) to `path`."""
-    figure = Figure(figsize=(13, 4), dpi=100)
+    figure = Figure(figsize=(17, 4), dpi=100)
     FigureCanvasAgg(figure)
     for index, (title, train_key, validation_key, transform) in enumerate(_PANELS):
         axes = figure.add_subplot(1, len(_PANELS), index + 1)

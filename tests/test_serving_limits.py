@@ -192,3 +192,25 @@ def test_predict_names_the_refused_file_and_why_and_answers_the_others(export_di
         f"{MAX_PIXELS:,} pixels per image (set by alexnet_tf.export --max_pixels)"
     ]
     assert result.stdout.startswith(f"{photo}\n  1. ")
+
+
+def test_serving_answers_for_a_transparent_png_what_it_answers_for_the_converters_pixels(export_dir):
+    """The served graph composites over white as the converter does, so an RGBA PNG gets the
+    answer of the very RGB pixels the converter writes into the records (a lossless PNG of
+    them); on black, as decode_image(channels=3) had it, the answers differ."""
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from alexnet_tf.convert import images as convert_images
+
+    rows, columns = np.mgrid[0:96, 0:128]
+    rgba = np.stack([rows * 2, columns * 2, (rows + columns) % 256, columns * 2], -1).astype(np.uint8)
+    transparent, converted = io.BytesIO(), io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(transparent, format="PNG")
+    convert_images._to_rgb(Image.fromarray(rgba, "RGBA")).save(converted, format="PNG")
+    serve = tf.saved_model.load(os.path.join(export_dir, "1")).signatures["serving_default"]
+    answers = serve(image_bytes=tf.constant([transparent.getvalue(), converted.getvalue()]))
+    probabilities = answers["probabilities"].numpy()
+    np.testing.assert_array_equal(probabilities[0], probabilities[1])

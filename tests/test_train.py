@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import callbacks, imagenet, schedules
+from alexnet_tf import callbacks, imagenet, layers, schedules  # layers: load model.keras
 from tests.record_fixtures import write_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -444,3 +444,25 @@ def test_per_replica_xla_step_trains_exactly_like_keras_step():
                             env=environment(), capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "same" in result.stdout
+
+
+@pytest.mark.slow
+def test_train_steps_bar_counts_to_the_cap_and_cross_entropy_is_logged_beside_loss(
+        records_dir, tmp_path):
+    # 4 steps per epoch (64 images / 16); --train_steps=3 stops the only epoch after 3.
+    model_dir = str(tmp_path / "capped")
+    result = run_trainer(records_dir, model_dir, "--train_steps=3", "--epochs=1",
+                         "--progress=bar")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "3/3" in result.stdout and "/4 " not in result.stdout, result.stdout[-2000:]
+    last = read_json(model_dir, "history.json")[-1]
+    summary = read_json(model_dir, "summary.json")
+    for split, prefix in (("train", ""), ("validation", "val_")):
+        cross_entropy = last[f"{prefix}cross_entropy"]
+        assert summary[split]["cross_entropy"] == pytest.approx(cross_entropy)
+        # `loss` adds 2.5e-4 * sum(w^2) over the kernels, about 0.3 for the He-initialised
+        # 67x67 network: the cross-entropy must be reported without it.
+        assert last[f"{prefix}loss"] - cross_entropy > 0.05
+    weights = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
+    l2_term = sum(float(tf.reduce_sum(loss)) for loss in weights.losses)
+    assert last["val_loss"] - last["val_cross_entropy"] == pytest.approx(l2_term, rel=0.02)

@@ -1,0 +1,146 @@
+"""The serving decoder: sizes read from real headers, and the pixels the records hold."""
+
+from __future__ import annotations
+
+import functools
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from alexnet_tf import data, image_decode
+from alexnet_tf.convert import images as convert_images
+
+
+SIZE = 70 * 45  # the pixels of every test image
+
+
+def encode(image: Image.Image, image_format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=None)
+def traced_decoder(max_pixels: int | None):
+    """As the serving graph runs it: traced, not eager (eager asserts word errors otherwise)."""
+    return tf.function(
+        lambda encoded: data.decode_image(encoded, max_pixels),
+        input_signature=[tf.TensorSpec([], tf.string)],
+    )
+
+
+def decode(image_bytes: bytes, max_pixels: int | None = None) -> np.ndarray:
+    return traced_decoder(max_pixels)(tf.constant(image_bytes)).numpy()
+
+
+def photo(height: int = 45, width: int = 70, seed: int = 0) -> np.ndarray:
+    rows, columns = np.mgrid[0:height, 0:width]
+    noise = np.random.default_rng(seed).integers(0, 40, (height, width, 3))
+    smooth = np.stack([rows * 255 // height, columns * 255 // width, (rows + columns) % 256], -1)
+    return np.clip(smooth + noise, 0, 255).astype(np.uint8)
+
+
+def real_files() -> dict[str, bytes]:
+    """Files as cameras, browsers and Pillow write them, 70x45 each (width x height)."""
+    rgb = Image.fromarray(photo())
+    exif = Image.Exif()
+    exif[0x010F] = "camera" * 2000  # a 12 KB APP1 segment before the frame header
+    return {
+        "jpeg_baseline_exif": encode(rgb, "JPEG", quality=90, exif=exif.tobytes()),
+        "jpeg_progressive": encode(rgb, "JPEG", quality=80, progressive=True),
+        "jpeg_grayscale": encode(rgb.convert("L"), "JPEG"),
+        "png_rgb": encode(rgb, "PNG"),
+        "png_palette": encode(rgb.quantize(64), "PNG"),
+        "gif": encode(rgb.quantize(64), "GIF"),
+        "bmp_bottom_up": encode(rgb, "BMP"),
+        "webp_lossy": encode(rgb, "WEBP", quality=80),
+        "webp_lossless": encode(rgb, "WEBP", lossless=True),
+        "webp_alpha": encode(rgb.convert("RGBA"), "WEBP", lossless=True),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(real_files()))
+def test_a_real_file_is_decoded_at_its_exact_pixel_count_and_refused_one_pixel_below(name):
+    image_bytes = real_files()[name]
+    assert decode(image_bytes, max_pixels=SIZE).shape == (45, 70, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"of 70x45 pixels is over the limit of 3,149"):
+        decode(image_bytes, max_pixels=SIZE - 1)
+
+
+def test_a_top_down_bmp_is_read_with_its_negative_height():
+    pixels = photo()
+    bottom_up = encode(Image.fromarray(pixels), "BMP")
+    # BMP's height field at offset 22: negative means rows are stored top row first.
+    height = int.from_bytes(bottom_up[22:26], "little", signed=True)
+    row_bytes = (70 * 3 + 3) // 4 * 4
+    rows = [bottom_up[54 + i * row_bytes: 54 + (i + 1) * row_bytes] for i in range(height)]
+    top_down = bottom_up[:22] + (-height).to_bytes(4, "little", signed=True) + bottom_up[26:54]
+    top_down += b"".join(reversed(rows))
+    np.testing.assert_array_equal(decode(top_down, max_pixels=SIZE), pixels)
+
+
+def test_composite_over_white_equals_pillows_alpha_composite_for_every_colour_and_alpha():
+    colour, alpha = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8))
+    rgba = np.stack([colour, 255 - colour, colour // 2, alpha], -1)
+    white = Image.new("RGBA", (256, 256), (255, 255, 255, 255))
+    expected = np.asarray(Image.alpha_composite(white, Image.fromarray(rgba, "RGBA")).convert("RGB"))
+    np.testing.assert_array_equal(image_decode.composite_over_white(tf.constant(rgba)).numpy(), expected)
+
+
+def transparent_images() -> dict[str, bytes]:
+    """Images with transparency or 16 bits, each one the converter repairs."""
+    pixels = photo()
+    alpha = np.tile(np.linspace(0, 255, 70).astype(np.uint8), (45, 1))
+    rgba = Image.fromarray(np.dstack([pixels, alpha]), "RGBA")
+    palette = Image.fromarray(pixels).quantize(32)
+    palette_bytes = encode(palette, "PNG", transparency=3)
+    gray16 = Image.fromarray((pixels[..., 0].astype(np.uint16) * 257 + 100).clip(0, 65535).astype(np.uint16))
+    return {
+        "png_rgba": encode(rgba, "PNG"),
+        "png_la": encode(rgba.convert("LA"), "PNG"),
+        "png_palette_with_transparency": palette_bytes,
+        "png_16_bit_gray": encode(gray16, "PNG"),
+        "gif_with_transparency": encode(palette, "GIF", transparency=3),
+    }
+
+
+def converter_pixels(image_bytes: bytes) -> np.ndarray:
+    """The pixels the converter JPEG-encodes into the record (before the JPEG round-off)."""
+    with Image.open(io.BytesIO(image_bytes)) as image:
+        image.load()
+        return np.asarray(convert_images._to_rgb(image))
+
+
+@pytest.mark.parametrize("name", sorted(transparent_images()))
+def test_serving_decodes_the_pixels_the_converter_puts_in_the_records(name):
+    image_bytes = transparent_images()[name]
+    served = decode(image_bytes, max_pixels=image_decode.DEFAULT_MAX_PIXELS)
+    np.testing.assert_array_equal(served, converter_pixels(image_bytes))
+    # And the record itself, within the round-off of its quality-95 4:4:4 JPEG.
+    record = convert_images.prepare_image(image_bytes)
+    assert record.repair is not None, "the converter should have repaired this image"
+    from_record = tf.io.decode_jpeg(record.jpeg_bytes, channels=3).numpy().astype(int)
+    # (On black, as decode_image(channels=3) had it, the transparent half is off by ~100.)
+    assert np.abs(from_record - served).mean() < 5
+
+
+def test_transparent_pixels_are_white_not_black():
+    rgba = np.zeros((8, 8, 4), np.uint8)  # fully transparent black
+    served = decode(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    assert (served == 255).all()
+
+
+def test_a_malformed_header_or_unknown_format_is_refused_by_name():
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"not a JPEG, PNG, GIF, BMP or WebP image \(its first bytes: 68 65"):
+        decode(b"hello, world")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="truncated GIF: its first frame is cut off"):
+        decode(real_files()["gif"][:-20])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="GIF without an image before its end"):
+        decode(real_files()["gif"][:40])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="PNG with an empty size 0x45"):
+        png = bytearray(real_files()["png_rgb"])
+        png[16:20] = bytes(4)
+        decode(bytes(png))
