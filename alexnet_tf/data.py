@@ -15,7 +15,7 @@ import random
 
 import tensorflow as tf
 
-from alexnet_tf import augment, records
+from alexnet_tf import augment, records, validation
 
 
 def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -279,6 +279,7 @@ def build_dataset(
     first_epoch: int = 0,
     batches_per_epoch: int | None = None,
     skip_batches: int = 0,
+    pad_to_examples: int | None = None,
 ) -> tf.data.Dataset:
     """(images, labels) batches from the converter's TFRecord shards.
 
@@ -309,6 +310,8 @@ def build_dataset(
     `cache` keeps the serialized records in memory after the first epoch (for small corpora);
     decoding and augmentation still run every epoch, so training crops stay random.
     `drop_remainder` defaults to `training`, so evaluation sees every record.
+    `pad_to_examples` (evaluation) appends zero-weight examples up to that many and yields
+    (images, labels, weights), so that every replica gets whole batches (alexnet_tf/validation.py).
     """
     _validate_arguments(
         training=training,
@@ -373,6 +376,8 @@ def build_dataset(
             return image, _labels(example[records.LABEL], label_offset)
 
         dataset = dataset.map(parse_and_preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+        if pad_to_examples is not None:
+            dataset = validation.pad_with_weightless(dataset, pad_to_examples)
 
     dataset = dataset.batch(per_replica_batch, drop_remainder=drop_remainder)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)

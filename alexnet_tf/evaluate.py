@@ -6,6 +6,10 @@
 By default each image is scored on its centre crop, the input the trainer validates on and the
 exported model serves. --ten_crop is the paper's test-time protocol (section 4.1): the four
 corner crops and the centre crop and their mirror images, the softmax averaged over the ten.
+
+Scoring runs on every GPU of the machine (or on --num_cpu_replicas CPU devices); the last
+batches are padded with zero-weight images, so every image is scored exactly once whatever the
+replica count and batch size (alexnet_tf/validation.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import tensorflow as tf
 from absl import app, flags
 
 import alexnet_tf.layers  # noqa: F401  (registers the custom layers for load_model)
-from alexnet_tf import data, records
+from alexnet_tf import data, distribution, records, validation
 
 flags.DEFINE_string("data_dir", None, "Directory with the converter's shards.")
 flags.DEFINE_string("model", None, "The trained model, e.g. MODEL_DIR/model.keras.")
@@ -35,6 +39,9 @@ flags.DEFINE_integer("label_offset", None, "Subtracted from each record's label.
 flags.DEFINE_integer("max_batches", None, "Score only this many batches (quick checks).",
                      lower_bound=1)
 flags.DEFINE_string("output_json", None, "Also write the results to this JSON file.")
+flags.DEFINE_integer("num_cpu_replicas", 0, "Split the CPU into this many logical devices and "
+                     "score on all of them (the multi-replica path without GPUs).",
+                     lower_bound=0)
 flags.mark_flags_as_required(["data_dir", "model"])
 FLAGS = flags.FLAGS
 
@@ -44,17 +51,40 @@ def manifest_label_offset(data_dir: str) -> int:
     return int(manifest.get("options", {}).get("label_offset", 0))
 
 
+def scoring_dataset(
+    strategy: tf.distribute.Strategy, pattern: str, *, batch_size: int, image_size: int,
+    label_offset: int, ten_crop: bool, split_manifest: dict | None = None,
+) -> tf.data.Dataset:
+    """(images, labels, weights) batches of the records of `pattern` over the strategy's
+    replicas, padded with zero-weight images to whole global batches."""
+    files = sorted(tf.io.gfile.glob(pattern))
+    steps = validation.steps_per_pass(
+        validation.records_per_pipeline(validation.records_per_file(files, split_manifest), 1,
+                                        by_file=False), batch_size)
+
+    def dataset_fn(context):
+        return data.build_dataset(
+            pattern, training=False, batch_size=batch_size, image_size=image_size,
+            label_offset=label_offset, ten_crop=ten_crop, input_context=context,
+            pad_to_examples=validation.examples_per_pipeline(
+                steps, batch_size, context.num_input_pipelines))
+
+    return distribution.distribute(strategy, dataset_fn)
+
+
 def evaluate(
     network: keras.Model, dataset: tf.data.Dataset, *, ten_crop: bool = False,
-    max_batches: int | None = None,
+    max_batches: int | None = None, strategy: tf.distribute.Strategy | None = None,
 ) -> dict:
-    """Accuracy and error at top-1 and top-5 of `network` over `dataset` (images, labels).
+    """Accuracy and error at top-1 and top-5 of `network` over `dataset`.
 
-    With `ten_crop` the images are [B, 10, S, S, 3] and an image's prediction is the mean of
-    its ten softmax outputs (the paper averages the softmax, not the logits).
+    `dataset` yields (images, labels) or (images, labels, weights), distributed by `strategy`
+    if given; examples of weight 0 are padding and not scored. With `ten_crop` the images
+    are [B, 10, S, S, 3] and an image's prediction is the mean of its ten softmax outputs
+    (the paper averages the softmax, not the logits).
     """
+    strategy = strategy or tf.distribute.get_strategy()
 
-    @tf.function
     def probabilities(images):
         if not ten_crop:
             return tf.nn.softmax(network(images, training=False))
@@ -62,13 +92,23 @@ def evaluate(
         crop_probabilities = tf.nn.softmax(network(crops, training=False))
         return tf.reduce_mean(tf.reshape(crop_probabilities, [tf.shape(images)[0], 10, -1]), 1)
 
+    @tf.function
+    def on_every_replica(images):
+        return strategy.run(probabilities, args=(images,))
+
+    def gathered(value):
+        return tf.concat(strategy.experimental_local_results(value), axis=0)
+
     top1 = keras.metrics.SparseTopKCategoricalAccuracy(k=1)
     top5 = keras.metrics.SparseTopKCategoricalAccuracy(k=5)
     images_scored = 0
-    for batch_index, (images, labels) in enumerate(dataset):
+    for batch_index, (images, labels, *weights) in enumerate(dataset):
         if max_batches is not None and batch_index >= max_batches:
             break
-        predicted = probabilities(images)
+        predicted, labels = gathered(on_every_replica(images)), gathered(labels)
+        if weights:
+            real = gathered(weights[0]) > 0
+            predicted, labels = tf.boolean_mask(predicted, real), tf.boolean_mask(labels, real)
         top1.update_state(labels, predicted)
         top5.update_state(labels, predicted)
         images_scored += int(labels.shape[0])
@@ -89,10 +129,19 @@ def fail(message: str) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if distribution.worker_count() > 1:
+        fail("evaluate runs on one machine (its replicas are this machine's devices): unset "
+             "TF_CONFIG")
+    distribution.split_cpu_into_replicas(FLAGS.num_cpu_replicas)
+    strategy = distribution.select_strategy(FLAGS.num_cpu_replicas)
+    if FLAGS.batch_size % strategy.num_replicas_in_sync:
+        fail(f"--batch_size={FLAGS.batch_size} does not divide evenly over "
+             f"{strategy.num_replicas_in_sync} replicas")
     if not tf.io.gfile.exists(FLAGS.model):
         fail(f"--model={FLAGS.model} does not exist")
     try:
-        network = keras.saving.load_model(FLAGS.model, compile=False)
+        with strategy.scope():
+            network = keras.saving.load_model(FLAGS.model, compile=False)
     except (ValueError, OSError) as error:
         fail(f"--model={FLAGS.model} is not a loadable Keras model ({str(error).splitlines()[0]})")
     pattern = os.path.join(FLAGS.data_dir, f"{FLAGS.split}-*-of-*")
@@ -105,12 +154,17 @@ def main(argv: list[str]) -> None:
             label_offset = manifest_label_offset(FLAGS.data_dir)
         except ValueError as error:
             fail(f"--data_dir: {error}")
-    dataset = data.build_dataset(
-        pattern, training=False, batch_size=FLAGS.batch_size, image_size=image_size,
-        label_offset=label_offset, ten_crop=FLAGS.ten_crop)
     try:
+        split_manifest = (records.read_manifest(FLAGS.data_dir) or {}).get("splits", {})
+    except ValueError as error:
+        fail(f"--data_dir: {error}")
+    try:
+        dataset = scoring_dataset(
+            strategy, pattern, batch_size=FLAGS.batch_size, image_size=image_size,
+            label_offset=label_offset, ten_crop=FLAGS.ten_crop,
+            split_manifest=split_manifest.get(FLAGS.split))
         results = evaluate(network, dataset, ten_crop=FLAGS.ten_crop,
-                           max_batches=FLAGS.max_batches)
+                           max_batches=FLAGS.max_batches, strategy=strategy)
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
         sys.stderr.write(f"Error: scoring {pattern} failed: {error.message.splitlines()[0]}\n")
         sys.exit(1)

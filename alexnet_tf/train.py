@@ -24,7 +24,8 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from alexnet_tf import callbacks, data, distribution, imagenet, model, records, schedules
+from alexnet_tf import (callbacks, data, distribution, imagenet, loss_scale, model, records,
+                        schedules, validation)
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
 EXIT_WORKER_LOST = 75  # EX_TEMPFAIL: restart the job and it resumes.
@@ -170,10 +171,13 @@ def synthetic_dataset(context: tf.distribute.InputContext, *, steps: int) -> tf.
     seed = [FLAGS.seed or 0, context.input_pipeline_id]
     images = 60.0 * tf.random.stateless_normal([batch, FLAGS.image_size, FLAGS.image_size, 3], seed)
     labels = tf.random.stateless_uniform([batch], seed, maxval=FLAGS.num_classes, dtype=tf.int32)
-    dataset = tf.data.Dataset.from_tensors((images, labels))
     if not steps:
-        return dataset.repeat()
-    return dataset.repeat(distribution.batches_per_pipeline(context, steps))
+        return tf.data.Dataset.from_tensors((images, labels)).repeat()
+    # Validation: weighted, with an unknown batch length like the real validation set's, so
+    # tf.distribute's end-of-data step hands each replica an empty batch, not a full-size
+    # dummy whose examples the metrics would count (validation.py).
+    examples = tf.data.Dataset.from_tensor_slices((images, labels, tf.ones([batch])))
+    return examples.repeat(distribution.batches_per_pipeline(context, steps)).batch(batch)
 
 
 def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
@@ -186,9 +190,9 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
         steps = FLAGS.steps_per_epoch or 100
         train = distribution.distribute(
             strategy, lambda context: synthetic_dataset(context, steps=0))
-        validation = distribution.distribute(
+        validation_data = distribution.distribute(
             strategy, lambda context: synthetic_dataset(context, steps=FLAGS.validation_steps or 1))
-        return (lambda first_epoch, steps_done: train), validation, steps
+        return (lambda first_epoch, steps_done: train), validation_data, steps
 
     data_dir = FLAGS.data_dir
     if not tf.io.gfile.isdir(data_dir):
@@ -229,11 +233,23 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
 
         return distribution.distribute(strategy, train_fn)
 
+    validation_counts = validation.records_per_pipeline(
+        validation.records_per_file(shards["validation"],
+                                    manifest.get("splits", {}).get("validation")),
+        pipelines, data.shards_by_file(len(shards["validation"]), pipelines))
+    if not sum(validation_counts):
+        raise app.UsageError(f"--data_dir={data_dir}: the validation shards hold no records")
+    validation_steps = validation.steps_per_pass(validation_counts, FLAGS.batch_size)
+
     def validation_fn(context):
+        # Padded to whole global batches with zero-weight examples: every image once, on any
+        # number of replicas and workers (validation.py).
         dataset = data.build_dataset(
             os.path.join(data_dir, "validation-*-of-*"), training=False,
             batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
-            label_offset=label_offset, input_context=context, cache=FLAGS.cache_records)
+            label_offset=label_offset, input_context=context, cache=FLAGS.cache_records,
+            pad_to_examples=validation.examples_per_pipeline(
+                validation_steps, FLAGS.batch_size, context.num_input_pipelines))
         # Capped here rather than with fit's validation_steps, which would carry the
         # iterator over from one epoch's validation to the next.
         if FLAGS.validation_steps:
@@ -260,14 +276,20 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
         # Keras SGD: v <- momentum*v - lr*g; w <- w + v, with g = grad + wd*w from the L2 term:
         # the paper's update (section 5) term for term, the learning rate inside the velocity.
         optimizer = keras.optimizers.SGD(FLAGS.learning_rate, momentum=FLAGS.momentum)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            # Keras would wrap it too, but decide skips per replica (loss_scale.py).
+            optimizer = loss_scale.AgreedLossScaleOptimizer(optimizer)
         per_replica_xla = FLAGS.jit_compile and strategy.num_replicas_in_sync > 1
         network.compile(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1_accuracy"),
-                     keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")],
+            # Weighted: validation's padding examples weigh 0 (validation.py).
+            weighted_metrics=[
+                keras.metrics.SparseCategoricalAccuracy(name="top1_accuracy"),
+                keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")],
             # An explicit bool: "auto" would silently turn XLA off under any strategy.
             jit_compile=FLAGS.jit_compile and not per_replica_xla)
+        validation.weight_loss_by_examples(network)
         if per_replica_xla:
             distribution.compile_replica_step_with_xla(network)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
