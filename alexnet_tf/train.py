@@ -98,8 +98,9 @@ flags.DEFINE_integer("seed", None, "Seed for weights, data order and augmentatio
                      "keeps its order, a little slower). Default: unseeded.", lower_bound=0)
 # Hardware.
 flags.DEFINE_enum("mixed_precision", "auto", distribution.MIXED_PRECISION_CHOICES, "'auto': "
-                  "mixed_float16 on GPUs of compute capability >= 7.0, mixed_bfloat16 on CPUs "
-                  "with AMX/AVX512-BF16 and no GPU, else float32 ('none').")
+                  "mixed_bfloat16 on GPUs of compute capability >= 8.0 (no loss scaling), "
+                  "mixed_float16 on 7.x, mixed_bfloat16 on CPUs with AMX/AVX512-BF16 and no "
+                  "GPU, else float32 ('none').")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step. Honoured under "
                   "multi-replica strategies too (compiled per replica).")
 flags.DEFINE_integer("num_cpu_replicas", 0, "Split the CPU into this many logical devices "
