@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from alexnet_tf import augment, image_decode, records
+from alexnet_tf import augment, image_decode, records, validation
 
 
 def decode_image(image_bytes: tf.Tensor, max_pixels: int | None = None) -> tf.Tensor:
@@ -287,6 +287,7 @@ def build_dataset(
     first_epoch: int = 0,
     batches_per_epoch: int | None = None,
     skip_batches: int = 0,
+    pad_to_examples: int | None = None,
 ) -> tf.data.Dataset:
     """(images, labels) batches from the converter's TFRecord shards (a glob or a list of files).
 
@@ -317,6 +318,8 @@ def build_dataset(
     `cache` keeps the serialized records in memory after the first epoch (for small corpora);
     decoding and augmentation still run every epoch, so training crops stay random.
     `drop_remainder` defaults to `training`, so evaluation sees every record.
+    `pad_to_examples` (evaluation) appends zero-weight examples up to that many and yields
+    (images, labels, weights), so that every replica gets whole batches (alexnet_tf/validation.py).
     """
     _validate_arguments(
         training=training,
@@ -381,6 +384,8 @@ def build_dataset(
             return image, _labels(example[records.LABEL], label_offset)
 
         dataset = dataset.map(parse_and_preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+        if pad_to_examples is not None:
+            dataset = validation.pad_with_weightless(dataset, pad_to_examples)
 
     dataset = dataset.batch(per_replica_batch, drop_remainder=drop_remainder)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)

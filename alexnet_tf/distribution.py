@@ -161,9 +161,12 @@ def cpu_has_bfloat16() -> bool:
 def choose_mixed_precision(requested: str) -> tuple[str, str]:
     """(Keras dtype policy name, why): the --mixed_precision flag resolved for this machine.
 
-    `auto` picks float16 on GPUs with tensor cores (compute capability 7.0+), bfloat16 on
-    CPUs with bfloat16 instructions, and float32 everywhere else, where reduced precision
-    is emulated and slower.
+    `auto` picks bfloat16 on GPUs that compute in it (compute capability 8.0+: A100, H100,
+    RTX 30xx and later), float16 on the older tensor-core GPUs (7.x: V100, T4, RTX 20xx),
+    bfloat16 on CPUs with bfloat16 instructions, and float32 everywhere else, where reduced
+    precision is emulated and slower. bfloat16 has float32's exponent range, so it needs no
+    loss scaling and cannot overflow where float32 would not; float16 needs dynamic loss
+    scaling (loss_scale.py), so it is chosen only where bfloat16 is not fast.
     """
     if requested not in MIXED_PRECISION_CHOICES:
         raise ValueError(f"unknown mixed precision {requested!r}")
@@ -178,6 +181,9 @@ def choose_mixed_precision(requested: str) -> tuple[str, str]:
             for gpu in gpus
         ]
         slowest = min(capabilities)
+        if slowest >= (8, 0):
+            return ("mixed_bfloat16", f"GPU compute capability {slowest[0]}.{slowest[1]} >= 8.0 "
+                    "(bfloat16, no loss scaling)")
         if slowest >= (7, 0):
             return "mixed_float16", f"GPU compute capability {slowest[0]}.{slowest[1]} >= 7.0"
         return "float32", f"GPU compute capability {slowest[0]}.{slowest[1]} < 7.0"

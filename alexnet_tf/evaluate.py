@@ -6,6 +6,10 @@
 By default each image is scored on its centre crop, the input the trainer validates on and the
 exported model serves. --ten_crop is the paper's test-time protocol (section 4.1): the four
 corner crops and the centre crop and their mirror images, the softmax averaged over the ten.
+
+Scoring runs on every GPU of the machine (or on --num_cpu_replicas CPU devices); the last
+batches are padded with zero-weight images, so every image is scored exactly once whatever the
+replica count and batch size (alexnet_tf/validation.py).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 import alexnet_tf.layers  # noqa: F401  (registers the custom layers for load_model)
-from alexnet_tf import (damaged_shards, data, label_offsets, labels, model_checks, records,
-                        serving, shard_listing)
+from alexnet_tf import (damaged_shards, data, distribution, label_offsets, labels, model_checks,
+                        records, serving, shard_listing, validation)
 from alexnet_tf.per_class import PerClassTop1, format_rows
 
 flags.DEFINE_string("data_dir", None, "Directory with the converter's shards.")
@@ -40,21 +44,47 @@ flags.DEFINE_string("output_json", None, "Also write the results to this JSON fi
 flags.DEFINE_bool("per_class", False, "Also print the top-1 accuracy of each class, by name.")
 flags.DEFINE_string("labels_file", None, "Class names in label order for --per_class. Default: "
                     "labels.txt beside --model, else in --data_dir.")
+flags.DEFINE_integer("num_cpu_replicas", 0, "Split the CPU into this many logical devices and "
+                     "score on all of them (the multi-replica path without GPUs).",
+                     lower_bound=0)
 flags.mark_flags_as_required(["data_dir", "model"])
 FLAGS = flags.FLAGS
 
 
+def scoring_dataset(
+    strategy: tf.distribute.Strategy, files: list[str], *, batch_size: int, image_size: int,
+    label_offset: int, ten_crop: bool, split_manifest: dict | None = None,
+) -> tf.data.Dataset:
+    """(images, labels, weights) batches of the records of `files` over the strategy's
+    replicas, padded with zero-weight images to whole global batches."""
+    steps = validation.steps_per_pass(
+        validation.records_per_pipeline(validation.records_per_file(files, split_manifest), 1,
+                                        by_file=False), batch_size)
+
+    def dataset_fn(context):
+        return data.build_dataset(
+            files, training=False, batch_size=batch_size, image_size=image_size,
+            label_offset=label_offset, ten_crop=ten_crop, input_context=context,
+            pad_to_examples=validation.examples_per_pipeline(
+                steps, batch_size, context.num_input_pipelines))
+
+    return distribution.distribute(strategy, dataset_fn)
+
+
 def evaluate(
     network: keras.Model, dataset: tf.data.Dataset, *, ten_crop: bool = False,
-    max_batches: int | None = None, per_class: PerClassTop1 | None = None,
+    max_batches: int | None = None, strategy: tf.distribute.Strategy | None = None,
+    per_class: PerClassTop1 | None = None,
 ) -> dict:
-    """Accuracy and error at top-1 and top-5 of `network` over `dataset` (images, labels).
+    """Accuracy and error at top-1 and top-5 of `network` over `dataset`.
 
-    With `ten_crop` the images are [B, 10, S, S, 3] and an image's prediction is the mean of
-    its ten softmax outputs (the paper averages the softmax, not the logits).
+    `dataset` yields (images, labels) or (images, labels, weights), distributed by `strategy`
+    if given; examples of weight 0 are padding and not scored. With `ten_crop` the images
+    are [B, 10, S, S, 3] and an image's prediction is the mean of its ten softmax outputs
+    (the paper averages the softmax, not the logits).
     """
+    strategy = strategy or tf.distribute.get_strategy()
 
-    @tf.function
     def probabilities(images):
         if not ten_crop:
             return tf.nn.softmax(network(images, training=False))
@@ -62,13 +92,23 @@ def evaluate(
         crop_probabilities = tf.nn.softmax(network(crops, training=False))
         return tf.reduce_mean(tf.reshape(crop_probabilities, [tf.shape(images)[0], 10, -1]), 1)
 
+    @tf.function
+    def on_every_replica(images):
+        return strategy.run(probabilities, args=(images,))
+
+    def gathered(value):
+        return tf.concat(strategy.experimental_local_results(value), axis=0)
+
     top1 = keras.metrics.SparseTopKCategoricalAccuracy(k=1)
     top5 = keras.metrics.SparseTopKCategoricalAccuracy(k=5)
     images_scored = 0
-    for batch_index, (images, labels) in enumerate(dataset):
+    for batch_index, (images, labels, *weights) in enumerate(dataset):
         if max_batches is not None and batch_index >= max_batches:
             break
-        predicted = probabilities(images)
+        predicted, labels = gathered(on_every_replica(images)), gathered(labels)
+        if weights:
+            real = gathered(weights[0]) > 0
+            predicted, labels = tf.boolean_mask(predicted, real), tf.boolean_mask(labels, real)
         top1.update_state(labels, predicted)
         top5.update_state(labels, predicted)
         if per_class is not None:
@@ -103,13 +143,22 @@ def fail(message: str) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if distribution.worker_count() > 1:
+        fail("evaluate runs on one machine (its replicas are this machine's devices): unset "
+             "TF_CONFIG")
+    distribution.split_cpu_into_replicas(FLAGS.num_cpu_replicas)
+    strategy = distribution.select_strategy(FLAGS.num_cpu_replicas)
+    if FLAGS.batch_size % strategy.num_replicas_in_sync:
+        fail(f"--batch_size={FLAGS.batch_size} does not divide evenly over "
+             f"{strategy.num_replicas_in_sync} replicas")
     if not tf.io.gfile.exists(FLAGS.model):
         fail(f"--model={FLAGS.model} does not exist")
     output_folder = os.path.dirname(FLAGS.output_json or "") or "."
     if FLAGS.output_json and not tf.io.gfile.isdir(output_folder):
         fail(f"--output_json={FLAGS.output_json}: the folder {output_folder} does not exist")
     try:
-        network = model_checks.load_keras_model(FLAGS.model)
+        with strategy.scope():
+            network = model_checks.load_keras_model(FLAGS.model)
         model_side, num_classes = model_checks.image_classifier_shape(network, FLAGS.model)
         image_size = FLAGS.image_size or model_side
         model_checks.check_image_size(image_size, model_side, FLAGS.model)
@@ -124,16 +173,18 @@ def main(argv: list[str]) -> None:
                                              FLAGS.data_dir)
     except ValueError as error:  # the model, the manifest or the flags; the message says which
         fail(str(error) if str(error).startswith("--") else f"--data_dir: {error}")
-    dataset = data.build_dataset(
-        shards.files, training=False, batch_size=FLAGS.batch_size, image_size=image_size,
-        label_offset=label_offset, ten_crop=FLAGS.ten_crop)
     per_class = class_names = None
     if FLAGS.per_class:
         class_names = per_class_names(num_classes)
         per_class = PerClassTop1(len(class_names))
     try:
+        dataset = scoring_dataset(
+            strategy, shards.files, batch_size=FLAGS.batch_size, image_size=image_size,
+            label_offset=label_offset, ten_crop=FLAGS.ten_crop,
+            split_manifest=manifest.get("splits", {}).get(FLAGS.split))
         results = evaluate(network, dataset, ten_crop=FLAGS.ten_crop,
-                           max_batches=FLAGS.max_batches, per_class=per_class)
+                           max_batches=FLAGS.max_batches, strategy=strategy,
+                           per_class=per_class)
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, UnicodeDecodeError) as error:
         damage = (damaged_shards.diagnose(error, {FLAGS.split: shards.files}, manifest=manifest)
                   if damaged_shards.is_read_failure(error) else None)

@@ -26,7 +26,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from alexnet_tf import (callbacks, class_files, damaged_shards, data, distribution, imagenet,
-                        label_offsets, labels, model, records, schedules, shard_listing)
+                        label_offsets, labels, loss_scale, model, records, schedules,
+                        shard_listing, validation)
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
 EXIT_WORKER_LOST = 75  # EX_TEMPFAIL: restart the job and it resumes.
@@ -100,8 +101,9 @@ flags.DEFINE_integer("seed", None, "Seed for weights, data order and augmentatio
                      "keeps its order, a little slower). Default: unseeded.", lower_bound=0)
 # Hardware.
 flags.DEFINE_enum("mixed_precision", "auto", distribution.MIXED_PRECISION_CHOICES, "'auto': "
-                  "mixed_float16 on GPUs of compute capability >= 7.0, mixed_bfloat16 on CPUs "
-                  "with AMX/AVX512-BF16 and no GPU, else float32 ('none').")
+                  "mixed_bfloat16 on GPUs of compute capability >= 8.0 (no loss scaling), "
+                  "mixed_float16 on 7.x, mixed_bfloat16 on CPUs with AMX/AVX512-BF16 and no "
+                  "GPU, else float32 ('none').")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step. Honoured under "
                   "multi-replica strategies too (compiled per replica).")
 flags.DEFINE_integer("num_cpu_replicas", 0, "Split the CPU into this many logical devices "
@@ -205,10 +207,13 @@ def synthetic_dataset(context: tf.distribute.InputContext, *, steps: int) -> tf.
     seed = [FLAGS.seed or 0, context.input_pipeline_id]
     images = 60.0 * tf.random.stateless_normal([batch, FLAGS.image_size, FLAGS.image_size, 3], seed)
     labels = tf.random.stateless_uniform([batch], seed, maxval=FLAGS.num_classes, dtype=tf.int32)
-    dataset = tf.data.Dataset.from_tensors((images, labels))
     if not steps:
-        return dataset.repeat()
-    return dataset.repeat(distribution.batches_per_pipeline(context, steps))
+        return tf.data.Dataset.from_tensors((images, labels)).repeat()
+    # Validation: weighted, with an unknown batch length like the real validation set's, so
+    # tf.distribute's end-of-data step hands each replica an empty batch, not a full-size
+    # dummy whose examples the metrics would count (validation.py).
+    examples = tf.data.Dataset.from_tensor_slices((images, labels, tf.ones([batch])))
+    return examples.repeat(distribution.batches_per_pipeline(context, steps)).batch(batch)
 
 
 def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
@@ -221,9 +226,9 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
         steps = FLAGS.steps_per_epoch or 100
         train = distribution.distribute(
             strategy, lambda context: synthetic_dataset(context, steps=0))
-        validation = distribution.distribute(
+        validation_data = distribution.distribute(
             strategy, lambda context: synthetic_dataset(context, steps=FLAGS.validation_steps or 1))
-        return (lambda first_epoch, steps_done: train), validation, steps
+        return (lambda first_epoch, steps_done: train), validation_data, steps
 
     data_dir = FLAGS.data_dir
     if not tf.io.gfile.isdir(data_dir):
@@ -265,11 +270,23 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
 
         return distribution.distribute(strategy, train_fn)
 
+    validation_counts = validation.records_per_pipeline(
+        validation.records_per_file(shards["validation"],
+                                    manifest.get("splits", {}).get("validation")),
+        pipelines, data.shards_by_file(len(shards["validation"]), pipelines))
+    if not sum(validation_counts):
+        raise app.UsageError(f"--data_dir={data_dir}: the validation shards hold no records")
+    validation_steps = validation.steps_per_pass(validation_counts, FLAGS.batch_size)
+
     def validation_fn(context):
+        # Padded to whole global batches with zero-weight examples: every image once, on any
+        # number of replicas and workers (validation.py).
         dataset = data.build_dataset(
             shards["validation"], training=False,
             batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
-            label_offset=label_offset, input_context=context, cache=FLAGS.cache_records)
+            label_offset=label_offset, input_context=context, cache=FLAGS.cache_records,
+            pad_to_examples=validation.examples_per_pipeline(
+                validation_steps, FLAGS.batch_size, context.num_input_pipelines))
         # Capped here rather than with fit's validation_steps, which would carry the
         # iterator over from one epoch's validation to the next.
         if FLAGS.validation_steps:
@@ -296,18 +313,24 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
         # Keras SGD: v <- momentum*v - lr*g; w <- w + v, with g = grad + wd*w from the L2 term:
         # the paper's update (section 5) term for term, the learning rate inside the velocity.
         optimizer = keras.optimizers.SGD(FLAGS.learning_rate, momentum=FLAGS.momentum)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            # Keras would wrap it too, but decide skips per replica (loss_scale.py).
+            optimizer = loss_scale.AgreedLossScaleOptimizer(optimizer)
         per_replica_xla = FLAGS.jit_compile and strategy.num_replicas_in_sync > 1
         network.compile(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             # `loss` holds the L2 term too (Keras adds model.losses, in test_step as well);
             # cross_entropy alone is what papers report and what chance level (ln C) bounds.
-            metrics=[keras.metrics.SparseCategoricalCrossentropy(from_logits=True,
-                                                                 name="cross_entropy"),
-                     keras.metrics.SparseCategoricalAccuracy(name="top1_accuracy"),
-                     keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")],
+            # Weighted: validation's padding examples weigh 0 (validation.py).
+            weighted_metrics=[
+                keras.metrics.SparseCategoricalCrossentropy(from_logits=True,
+                                                            name="cross_entropy"),
+                keras.metrics.SparseCategoricalAccuracy(name="top1_accuracy"),
+                keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")],
             # An explicit bool: "auto" would silently turn XLA off under any strategy.
             jit_compile=FLAGS.jit_compile and not per_replica_xla)
+        validation.weight_loss_by_examples(network)
         if per_replica_xla:
             distribution.compile_replica_step_with_xla(network)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):

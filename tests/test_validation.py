@@ -1,0 +1,219 @@
+"""Every validation image scored once on any replicas, workers and batch size; float16 on many.
+
+The multi-replica cases run in one fresh process (tests/replica_checks.py), which splits its
+CPU into 3 devices and evaluates the same weights on 1, 2 and 3 replicas through the trainer's
+validation and through `evaluate` (centre crop and ten crops), then takes float16 steps with an
+overflow on one replica. Each case is judged here against the truth: every record once, in
+one unpadded batch. Validation sets of 1, 7, 31, 33 and 200 images at a global batch of 12:
+smaller than a batch, a prime, one short of and one over a whole number of steps for 3
+replicas, and the size that crashed the trainer in issue 11.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from alexnet_tf import distribution
+from tests import replica_checks
+from tests.record_fixtures import class_colour, write_image_records, write_records
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Validation set size -> records per shard (two uneven shards for 200).
+SIZES = {1: (1,), 7: (7,), 31: (31,), 33: (33,), 200: (120, 80)}
+
+
+def environment(**extra: str) -> dict:
+    return dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2", **extra)
+
+
+def write_validation_set(directory: str, shard_sizes: tuple[int, ...], seed: int) -> str:
+    """Small noisy colour images with labels cycling over 10 classes, plus one train shard."""
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    first = 0
+    for index, size in enumerate(shard_sizes):
+        labels = [(first + i) % replica_checks.NUM_CLASSES for i in range(size)]
+        images = [np.clip(np.array(class_colour(label, replica_checks.NUM_CLASSES))
+                          + rng.normal(0, 40, (72, 90, 3)), 0, 255).astype(np.uint8)
+                  for label in labels]
+        name = f"validation-{index:05d}-of-{len(shard_sizes):05d}"
+        write_image_records(os.path.join(directory, name), images, labels)
+        first += size
+    write_records(directory, split="train", num_classes=4, images_per_class=4, num_shards=1)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def validation_sets(tmp_path_factory) -> dict[int, str]:
+    root = tmp_path_factory.mktemp("validation_sets")
+    return {size: write_validation_set(str(root / f"size{size}"), shards, seed=size)
+            for size, shards in SIZES.items()}
+
+
+@pytest.fixture(scope="module")
+def replica_results(validation_sets, tmp_path_factory) -> dict:
+    out_dir = str(tmp_path_factory.mktemp("replica_results"))
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.replica_checks", "replicas", out_dir,
+         *validation_sets.values()],
+        cwd=REPO_ROOT, env=environment(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    with open(os.path.join(out_dir, "replicas.json")) as handle:
+        return dict(json.load(handle), out_dir=out_dir)
+
+
+@pytest.fixture(scope="module")
+def evaluate_results(validation_sets, replica_results) -> dict:
+    """`evaluate`'s scores of the model replica_results saved, on 1, 2 and 3 replicas."""
+    out_dir = replica_results["out_dir"]
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.replica_checks", "evaluate", out_dir,
+         *validation_sets.values()],
+        cwd=REPO_ROOT, env=environment(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    with open(os.path.join(out_dir, "evaluate.json")) as handle:
+        return json.load(handle)
+
+
+def assert_same_metrics(measured: dict, expected: dict, names: tuple[str, ...]) -> None:
+    for name in names:
+        # Counts of at most 200 images: accuracies agree to float32 round-off of k/n.
+        assert measured[name] == pytest.approx(expected[name], rel=1e-5, abs=1e-6), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("replicas", [2, 3])
+@pytest.mark.parametrize("size", list(SIZES))
+def test_trainer_validation_scores_every_image_once_on_any_replica_count(
+        replica_results, validation_sets, size, replicas):
+    directory = validation_sets[size]
+    truth = replica_results["truth"][directory]
+    assert truth["images"] == size
+    names = ("loss", "top1_accuracy", "top5_accuracy")
+    one_replica = replica_results["replicas"]["1"][directory]
+    assert_same_metrics(one_replica, truth, names)
+    assert_same_metrics(replica_results["replicas"][str(replicas)][directory], truth, names)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["centre", "ten_crop"])
+@pytest.mark.parametrize("size", list(SIZES))
+def test_evaluate_scores_every_image_once_on_any_replica_count(
+        evaluate_results, validation_sets, size, protocol):
+    directory = validation_sets[size]
+    truth = evaluate_results["truth"][directory][protocol]
+    assert truth["images"] == size
+    for replicas in ("1", "2", "3"):
+        measured = evaluate_results[replicas][directory][protocol]
+        assert measured["images"] == size, f"{replicas} replicas"
+        assert_same_metrics(measured, truth, ("top1_accuracy", "top5_accuracy"))
+
+
+@pytest.mark.slow
+def test_float16_overflow_on_one_replica_skips_the_step_on_every_replica(replica_results):
+    steps = replica_results["float16"]
+    assert steps["finite"]["optimizer"] == "AgreedLossScaleOptimizer"
+    # A step without overflow is applied and keeps the scale: the checks below can see one.
+    assert steps["finite"]["steps_applied"] == 1 and steps["finite"]["weights_changed"]
+    assert steps["finite"]["scale_after"] == steps["finite"]["scale_before"]
+    for case in ("replica_1_overflows", "replica_0_overflows"):
+        step = steps[case]
+        assert step["weights_finite"], case
+        assert not step["weights_changed"] and step["steps_applied"] == 0, case
+        assert step["scale_after"] == step["scale_before"] / 2, case
+
+
+@pytest.mark.slow
+def test_two_workers_validate_every_image_once_and_skip_a_float16_overflow_together(
+        replica_results, validation_sets, tmp_path):
+    # 7 images in one shard are dealt by record (4 and 3); 200 in shards of 120 and 80 by file.
+    directories = [validation_sets[7], validation_sets[200]]
+    out_dir = replica_results["out_dir"]
+    ports = free_ports(2)
+    workers = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+                     "task": {"type": "worker", "index": index}}
+        log = open(tmp_path / f"worker{index}.log", "w")
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.replica_checks", "workers", out_dir, *directories],
+            cwd=REPO_ROOT, env=environment(TF_CONFIG=json.dumps(tf_config)), stdout=log,
+            stderr=subprocess.STDOUT))
+    try:
+        codes = [worker.wait(timeout=300) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    logs = "".join((tmp_path / f"worker{i}.log").read_text()[-2000:] for i in range(2))
+    assert codes == [0, 0], logs
+    for index in range(2):
+        with open(os.path.join(out_dir, f"workers-{index}.json")) as handle:
+            results = json.load(handle)
+        for directory in directories:
+            assert_same_metrics(results["validation"][directory],
+                                replica_results["truth"][directory],
+                                ("loss", "top1_accuracy", "top5_accuracy"))
+        overflow = results["float16"]["worker_1_overflows"]
+        assert overflow["weights_finite"] and not overflow["weights_changed"]
+        assert overflow["steps_applied"] == 0
+        assert overflow["scale_after"] == overflow["scale_before"] / 2
+        assert results["float16"]["finite"]["steps_applied"] == 1
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_synthetic_validation_on_two_replicas_counts_each_example_once(tmp_path):
+    # 4 classes: every label is in the top 5, so top-5 below 1 means miscounted examples.
+    result = subprocess.run(
+        [sys.executable, "-m", "alexnet_tf.train", "--flagfile=configs/smoke.cfg",
+         "--use_synthetic_data", "--num_cpu_replicas=2", "--steps_per_epoch=1", "--epochs=1",
+         "--validation_steps=2", f"--model_dir={tmp_path}"],
+        cwd=REPO_ROOT, env=environment(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "summary.json") as handle:
+        assert json.load(handle)["validation"]["top5_accuracy"] == 1.0
+
+
+class FakeGPU:
+    def __init__(self, name: str):
+        self.name = name
+
+
+@pytest.mark.parametrize("capabilities, policy", [
+    ([(9, 0)], "mixed_bfloat16"),          # H100
+    ([(8, 0), (8, 0)], "mixed_bfloat16"),  # A100s
+    ([(8, 6)], "mixed_bfloat16"),          # RTX 30xx
+    ([(7, 0)], "mixed_float16"),           # V100
+    ([(7, 5)], "mixed_float16"),           # T4
+    ([(8, 0), (7, 5)], "mixed_float16"),   # mixed: the oldest GPU decides
+    ([(6, 1)], "float32"),                 # P40: no tensor cores
+])
+def test_auto_mixed_precision_prefers_bfloat16_from_compute_capability_8(
+        monkeypatch, capabilities, policy):
+    gpus = [FakeGPU(f"/physical_device:GPU:{i}") for i in range(len(capabilities))]
+    details = {gpu.name: {"compute_capability": c} for gpu, c in zip(gpus, capabilities)}
+    monkeypatch.setattr(distribution.tf.config, "get_visible_devices",
+                        lambda kind=None: gpus if kind == "GPU" else [])
+    monkeypatch.setattr(distribution.tf.config.experimental, "get_device_details",
+                        lambda gpu: details[gpu.name])
+    chosen, reason = distribution.choose_mixed_precision("auto")
+    assert chosen == policy
+    assert f"{min(capabilities)[0]}.{min(capabilities)[1]}" in reason
+    assert distribution.choose_mixed_precision("mixed_float16")[0] == "mixed_float16"
