@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 from absl import logging
 
-from alexnet_tf import records
+from alexnet_tf import records, run_lock
 from alexnet_tf.convert import checks, layouts, manifest, progress, shards
 from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
 
@@ -184,7 +184,26 @@ def _discard_checks_of(origin: str, check_tasks: list[checks.CheckTask]) -> None
                 os.remove(task.path)
 
 
-def convert(
+def convert(input_dir: str, output_dir: str, **options) -> dict:
+    """Converts `input_dir` into shards and a manifest in `output_dir`; returns the manifest.
+
+    Holds `output_dir`'s run lock throughout: a second converter on the same folder would
+    clear the first one's `.incomplete/` shards under it. Options as in `_convert`.
+    """
+    try:
+        lock = run_lock.RunLock(output_dir, what="converter", flag="--output_dir").acquire()
+    except run_lock.FolderInUse as error:
+        raise ConversionError(str(error)) from None
+    except OSError as error:
+        raise ConversionError(f"--output_dir={output_dir} "
+                              f"{run_lock.explain_folder_error(output_dir, error)}") from None
+    try:
+        return _convert(input_dir, output_dir, **options)
+    finally:
+        lock.release()
+
+
+def _convert(
     input_dir: str,
     output_dir: str,
     *,
