@@ -8,8 +8,10 @@ its first step anyway, and it does nothing on SIGTERM. `CheckpointManager.save` 
 and index files under a temporary name, renames them into place, and only then atomically
 rewrites the `checkpoint` state file that `latest_checkpoint` reads: a save killed halfway
 leaves the previous checkpoint as the latest, never a torn one. Our checkpoint holds the model,
-the optimizer (momentum and step count), the schedule's state and where in training it was
-taken, so a resumed run repeats and skips nothing.
+the optimizer (momentum and step count), the schedule's state, dropout's random state, the
+run's flags and where in training it was taken, so a resumed run repeats and skips nothing and
+draws the same dropout masks. A save refuses non-finite weights (a diverged step), and a save
+that runs out of space removes what it wrote (see `safe_writes`).
 """
 
 from __future__ import annotations

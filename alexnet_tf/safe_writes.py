@@ -63,14 +63,14 @@ def reporting(path: str, *, needed_bytes: int | None = None,
               cleanup: Callable[[], None] | None = None) -> Iterator[None]:
     """Turns an out-of-space failure of the writes inside into WriteFailed naming `path`.
 
-    `cleanup` runs after any failure, to remove the partial files the write left.
+    `cleanup` runs after any failure (a Ctrl-C too), to remove the partial files it left.
     """
     try:
         yield
-    except (OSError, tf.errors.OpError) as error:
+    except BaseException as error:
         if cleanup is not None:
             cleanup()
-        if not _out_of_space(error):
+        if not isinstance(error, (OSError, tf.errors.OpError)) or not _out_of_space(error):
             raise
         needs = f"it needs about {_megabytes(needed_bytes)}" if needed_bytes else "it needs more"
         free = _free_space(path) if "://" not in path else None
