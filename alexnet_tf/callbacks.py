@@ -8,8 +8,10 @@ its first step anyway, and it does nothing on SIGTERM. `CheckpointManager.save` 
 and index files under a temporary name, renames them into place, and only then atomically
 rewrites the `checkpoint` state file that `latest_checkpoint` reads: a save killed halfway
 leaves the previous checkpoint as the latest, never a torn one. Our checkpoint holds the model,
-the optimizer (momentum and step count), the schedule's state and where in training it was
-taken, so a resumed run repeats and skips nothing.
+the optimizer (momentum and step count), the schedule's state, dropout's random state, the
+run's flags and where in training it was taken, so a resumed run repeats and skips nothing and
+draws the same dropout masks. A save refuses non-finite weights (a diverged step), and a save
+that runs out of space removes what it wrote (see `safe_writes`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from alexnet_tf import plotting
+from alexnet_tf import plotting, safe_writes, stops
 
 
 class TrainingPreempted(Exception):
@@ -41,7 +43,10 @@ class TrainingCheckpoint:
 
     def __init__(self, directory: str, *, model, optimizer, schedule, max_to_keep: int = 3,
                  restore_from: str | None = None):
+        self._model, self._optimizer = model, optimizer
         self.completed_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # The flags of the run that saved it (JSON), so a resume can say what it changes.
+        self.run_flags = tf.Variable("{}", dtype=tf.string, trainable=False)
         self.steps_into_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.partial_epoch_logs = tf.Variable("{}", dtype=tf.string, trainable=False)
         self._checkpoint = tf.train.Checkpoint(
@@ -51,6 +56,9 @@ class TrainingCheckpoint:
             completed_epochs=self.completed_epochs,
             steps_into_epoch=self.steps_into_epoch,
             partial_epoch_logs=self.partial_epoch_logs,
+            run_flags=self.run_flags,
+            # Dropout's seed generators: without them a resumed run draws other masks.
+            random_state=random_state_variables(model),
         )
         self._manager = tf.train.CheckpointManager(
             self._checkpoint, directory, max_to_keep=max_to_keep
@@ -74,7 +82,12 @@ class TrainingCheckpoint:
         self.completed_epochs.assign(completed_epochs)
         self.steps_into_epoch.assign(steps_into_epoch)
         self.partial_epoch_logs.assign(json.dumps(partial_logs or {}))
-        return self._manager.save()
+        variables = [*self._model.variables, *self._optimizer.variables]
+        prefix = f"{self._manager.directory}/ckpt-{int(self._checkpoint.save_counter) + 1}"
+        stops.check_finite(variables, f"the checkpoint {prefix}")
+        with safe_writes.reporting(prefix, needed_bytes=safe_writes.variables_bytes(variables),
+                                   cleanup=safe_writes.checkpoint_cleanup(prefix)):
+            return self._manager.save()
 
     @property
     def latest(self) -> str | None:
@@ -82,6 +95,11 @@ class TrainingCheckpoint:
 
     def partial_logs(self) -> dict:
         return json.loads(self.partial_epoch_logs.numpy().decode("utf-8"))
+
+
+def random_state_variables(model) -> list:
+    """The model's random-number state (Keras SeedGenerator variables, one per dropout)."""
+    return [v for v in model.non_trainable_variables if v.name == "seed_generator_state"]
 
 
 def combine_means(first: dict, first_steps: int, second: dict, second_steps: int) -> dict:
@@ -106,10 +124,7 @@ def _training_logs(logs: dict) -> dict:
 
 
 def write_json_atomically(path: str, content) -> None:
-    temporary = path + ".tmp"
-    with tf.io.gfile.GFile(temporary, "w") as handle:
-        handle.write(json.dumps(content, indent=1) + "\n")
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    safe_writes.write_json(path, content)
 
 
 def load_history(path: str, completed_epochs: int) -> list[dict]:

@@ -42,7 +42,7 @@ from absl import app, flags
 from google.protobuf import text_format
 from PIL import Image
 
-from alexnet_tf import data, layers, serving, serving_limits
+from alexnet_tf import data, layers, serving, serving_limits, stops
 from alexnet_tf import labels as class_list
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -280,6 +280,10 @@ def export_model(
     if version is not None and version < 1:
         raise ExportError(f"--version={version}: versions start at 1")
     _serving_apis()  # fail before the slow part if tensorflow-serving-api is missing
+    not_finite = stops.non_finite_variables(model.weights)
+    if not_finite:  # a diverged run's weights: every answer would be NaN
+        raise ExportError(f"the model's weights hold NaN or infinite values ({len(not_finite)} "
+                          f"of {len(model.weights)}, e.g. {not_finite[0]}); not exported")
     image_size = model_image_size(model, image_size)
     try:
         labels = serving.class_labels(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 
-import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from alexnet_tf import safe_writes
 
 # (title, training key, validation key, transform of the logged value)
 _PANELS = (
@@ -40,5 +41,4 @@ def plot_training_curves(history: list[dict], path: str) -> None:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    with tf.io.gfile.GFile(path, "wb") as handle:
-        handle.write(buffer.getvalue())
+    safe_writes.write_bytes(path, buffer.getvalue())

@@ -76,6 +76,13 @@ class PlateauSchedule(tf.Module):
         self.epochs_without_improvement.assign(0)
         return True
 
+    def restart_from(self, initial_learning_rate: float) -> float:
+        """After a resume with another --learning_rate (or --lr_decay_factor): the rate the
+        rule would be at now had it started there, keeping the reductions it has made."""
+        rate = initial_learning_rate * self.factor ** int(self.reductions.numpy())
+        self.current_learning_rate.assign(rate)
+        return rate
+
     def state(self) -> dict:
         """The rule's memory, for logs and summary.json."""
         return {

@@ -15,6 +15,7 @@ summary.json (final loss, top-1/top-5 accuracy and error, images/s, the flags).
 
 import importlib.util
 import json
+import math
 import os
 import re
 import statistics
@@ -28,9 +29,11 @@ from absl import app, flags, logging
 from alexnet_tf import (callbacks, class_files, damaged_shards, data, distribution, imagenet,
                         label_offsets, labels, loss_scale, model, records, schedules,
                         shard_listing, validation)
+from alexnet_tf import resume_flags, run_lock, safe_writes, stops
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
 EXIT_WORKER_LOST = 75  # EX_TEMPFAIL: restart the job and it resumes.
+EXIT_INTERRUPTED = 128 + 2  # SIGINT (Ctrl-C), as a shell reports it.
 
 _FLAGS_BEFORE = set(flags.FLAGS)
 
@@ -132,6 +135,11 @@ flags.register_multi_flags_validator(
     message="--image_size is below the smallest input of --variant "
     f"({', '.join(f'{k}: {v}' for k, v in model.MINIMUM_IMAGE_SIZE.items())})",
     flag_values=FLAGS)
+for _name in ("learning_rate", "momentum", "weight_decay", "dropout", "lr_decay_factor",
+              "lr_min_delta"):
+    # NaN passes every bound (all comparisons with it are False): a run at lr=nan "succeeds".
+    flags.register_validator(_name, lambda value: value is None or math.isfinite(value),
+                             message=f"--{_name} must be a finite number", flag_values=FLAGS)
 flags.register_multi_flags_validator(
     ["data_dir", "use_synthetic_data"], lambda v: v["data_dir"] or v["use_synthetic_data"],
     message="--data_dir is required unless --use_synthetic_data", flag_values=FLAGS)
@@ -342,6 +350,21 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
     return network
 
 
+def claim_model_dir(strategy: tf.distribute.Strategy) -> run_lock.RunLock | None:
+    """Locks --model_dir for this job, or says in one line why it cannot hold a run.
+
+    The chief holds the lock for the whole multi-worker job; the other workers share the
+    folder legitimately and take none.
+    """
+    if not distribution.is_chief(strategy):
+        return None
+    try:
+        return run_lock.RunLock(FLAGS.model_dir, what="trainer", flag="--model_dir").acquire()
+    except OSError as error:
+        raise app.UsageError(f"--model_dir={FLAGS.model_dir} "
+                             f"{run_lock.explain_folder_error(FLAGS.model_dir, error)}") from None
+
+
 def final_metrics(record: dict, prefix: str) -> dict:
     metrics = {"loss": record.get(prefix + "loss"),
                "cross_entropy": record.get(prefix + "cross_entropy")}
@@ -360,6 +383,7 @@ def train() -> dict:
     if FLAGS.batch_size % replicas:
         raise app.UsageError(f"--batch_size={FLAGS.batch_size} does not divide evenly over "
                              f"{replicas} replicas")
+    model_dir_lock = claim_model_dir(strategy)
     policy, reason = distribution.choose_mixed_precision(FLAGS.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
     logging.info("Mixed precision: %s (%s)", policy, reason)
@@ -396,6 +420,8 @@ def train() -> dict:
                              f"model or flags ({str(error).splitlines()[0]})") from None
     first_epoch = int(checkpoint.completed_epochs.numpy())
     steps_done = int(checkpoint.steps_into_epoch.numpy())
+    resume_flags.review(checkpoint, schedule, {name: FLAGS[name].value for name in TRAINER_FLAGS},
+                        model_dir=FLAGS.model_dir, mid_epoch=bool(steps_done))
     if restored:
         logging.info("Resuming from %s: %d epochs done, %d steps into the next", restored,
                      first_epoch, steps_done)
@@ -407,6 +433,9 @@ def train() -> dict:
     partial_logs = checkpoint.partial_logs() if steps_done else {}
     # Order matters: the schedule sees validation error before the checkpoint saves its state.
     callback_list = [
+        # First: it must stop a diverged step before any callback below saves it.
+        stops.StopOnNonFinite(lambda: float(network.optimizer.learning_rate.numpy()),
+                              first_step=steps_done),
         throughput,
         callbacks.LearningRateFromSchedule(schedule),
         callbacks.SaveEachEpoch(
@@ -466,7 +495,7 @@ def train() -> dict:
         "flags": {name: FLAGS[name].value for name in TRAINER_FLAGS},
     }
     if chief:
-        network.save(os.path.join(FLAGS.model_dir, "model.keras"))
+        safe_writes.save_model(network, os.path.join(FLAGS.model_dir, "model.keras"))
         callbacks.write_json_atomically(os.path.join(FLAGS.model_dir, "summary.json"), summary)
     else:
         # Its checkpoints only took part in the chief's saves; the last worker out removes
@@ -480,6 +509,8 @@ def train() -> dict:
             pass  # another worker is still there, or already removed it
     logging.info("Done: %s", json.dumps({k: summary[k] for k in ("epochs_completed", "train",
                                                                   "validation")}))
+    if model_dir_lock:
+        model_dir_lock.release()
     return summary
 
 
@@ -550,6 +581,15 @@ def main(argv: list[str]) -> None:
     except callbacks.TrainingPreempted as error:
         logging.warning("%s", error)
         sys.exit(EXIT_PREEMPTED)
+    except (stops.TrainingDiverged, safe_writes.WriteFailed) as error:
+        sys.stderr.write(f"Error: {error}; {stops.resume_words(FLAGS.model_dir)}\n")
+        sys.exit(1)
+    except run_lock.FolderInUse as error:
+        sys.stderr.write(f"Error: {error}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write(stops.interrupted_message(FLAGS.model_dir) + "\n")
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def test_extracted_layout(extracted, raw_images):
     train, validation = raw_images
     out = str(root / "out")
     assert manifest["layout"] == "extracted"
-    assert sorted(os.listdir(out)) == [".checks", ".shards", "labels.txt", "manifest.json", "train-00000-of-00003", "train-00001-of-00003",
+    assert sorted(os.listdir(out)) == [".checks", ".lock", ".shards", "labels.txt", "manifest.json", "train-00000-of-00003", "train-00001-of-00003",
                                        "train-00002-of-00003", "validation-00000-of-00002", "validation-00001-of-00002"]
     check_every_image_accounted(out, manifest, train, validation)
     assert manifest["splits"]["train"]["images"] == sum(i.outcome != corpus.SKIPPED for i in train)

@@ -404,3 +404,20 @@ def test_cli_names_a_missing_model_file_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == f"export: --model={missing}: no such file"
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_with_nan_weights_is_refused_in_one_line(tmp_path):
+    """What a diverged run leaves: every answer would be NaN, so there is nothing to serve."""
+    diverged = build_alexnet(num_classes=NUM_CLASSES, image_size=IMAGE_SIZE, initialization="he")
+    fc7 = diverged.get_layer("fc7")
+    kernel, bias = fc7.get_weights()
+    kernel[0, 0] = np.nan
+    fc7.set_weights([kernel, bias])
+    diverged.save(str(tmp_path / "model.keras"))
+    result = run_cli("alexnet_tf.export", f"--model={tmp_path / 'model.keras'}",
+                     f"--export_base={tmp_path / 'serving'}", cwd=str(tmp_path))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("export:")]
+    assert "weights hold NaN or infinite values" in line and "fc7" in line
+    assert not (tmp_path / "serving").exists() or not os.listdir(tmp_path / "serving")

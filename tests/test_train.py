@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import keras
 import numpy as np
@@ -140,21 +141,38 @@ def test_summary_reports_what_the_run_did(two_replica_run):
     assert model.output_shape == (None, NUM_CLASSES)
 
 
-# Seeded, without dropout: an interrupted run must then end exactly where an uninterrupted one
-# does (weights, momenta, step count, plateau schedule memory), not just take as many steps.
-EXACT_RUN_FLAGS = ("--steps_per_epoch=8", "--seed=3", "--dropout=0")
+def test_the_trainer_hands_the_model_half_the_papers_weight_decay(two_replica_run):
+    """--weight_decay=5e-4 (the paper's update rule) is the L2 loss 2.5e-4 * sum(w^2)."""
+    model_dir, _ = two_replica_run
+    assert read_json(model_dir, "summary.json")["flags"]["weight_decay"] == 5e-4
+    with zipfile.ZipFile(os.path.join(model_dir, "model.keras")) as archive:
+        config = json.loads(archive.read("config.json"))
+    coefficients = {}
+    for layer in config["config"]["layers"]:
+        regularizer = layer["config"].get("kernel_regularizer")
+        if regularizer:
+            coefficients[layer["config"]["name"]] = regularizer["config"]["l2"]
+    assert set(coefficients) == {"conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"}
+    assert coefficients == {name: pytest.approx(2.5e-4) for name in coefficients}
+
+
+# Seeded, with the paper's dropout 0.5: an interrupted run must then end exactly where an
+# uninterrupted one does (weights, momenta, step count, plateau schedule memory, dropout's
+# random state), not just take as many steps.
+EXACT_RUN_FLAGS = ("--steps_per_epoch=8", "--seed=3")
 
 
 def checkpoint_state(model_dir: str) -> dict:
     reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name.startswith(("optimizer/", "schedule/", "completed_epochs"))}
+            if name.startswith(("optimizer/", "schedule/", "completed_epochs", "random_state/"))}
 
 
 def assert_same_training_state(model_dir: str, reference_dir: str) -> None:
     resumed, reference = checkpoint_state(model_dir), checkpoint_state(reference_dir)
     assert sorted(resumed) == sorted(reference)
     assert any(name.startswith("schedule/") for name in reference)
+    assert any(name.startswith("random_state/") for name in reference)  # dropout's seeds
     worst, worst_name = 0.0, None
     for name, expected in reference.items():
         if getattr(expected, "dtype", None) is not None and expected.dtype.kind == "f":
@@ -242,6 +260,48 @@ def test_sigterm_saves_mid_epoch_and_the_rerun_finishes_that_epoch(records_dir,
     assert_same_training_state(model_dir, uninterrupted_run)
 
 
+# The trainer's command line with a SIGTERM sent to itself after one chosen step, so the
+# mid-epoch save and resume run at a known step every time (a signal from outside lands
+# wherever the process happens to be, often on an epoch boundary).
+SIGTERM_AT_STEP_SCRIPT = """
+import os, signal, sys
+from absl import app
+from alexnet_tf import callbacks, train
+epoch, step = int(os.environ["SIGTERM_AT_EPOCH"]), int(os.environ["SIGTERM_AT_STEP"])
+original = callbacks.CheckpointOnPreemption.on_train_batch_end
+def signal_then_check(self, batch, logs=None):
+    if (self._epoch + 1, self._first_step + batch + 1) == (epoch, step):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled at once: the check below sees it
+    return original(self, batch, logs)
+callbacks.CheckpointOnPreemption.on_train_batch_end = signal_then_check
+sys.argv = ["alexnet_tf.train", *sys.argv[1:]]
+app.run(train.main)
+"""
+
+
+def test_a_sigterm_at_a_chosen_step_resumes_exactly_with_dropout_on(records_dir,
+                                                                    uninterrupted_run, tmp_path):
+    """Fails when the resume restarts the interrupted epoch at batch 0 or redraws dropout."""
+    model_dir = str(tmp_path / "model")
+    command = trainer_command(records_dir, model_dir, *EXACT_RUN_FLAGS)
+    interrupted = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AT_STEP_SCRIPT, *command[3:]], cwd=REPO_ROOT,
+        env=dict(environment(), SIGTERM_AT_EPOCH="2", SIGTERM_AT_STEP="3"),
+        capture_output=True, text=True, timeout=240)
+    assert interrupted.returncode == 143, interrupted.stderr[-3000:]
+    assert "preempted: saved" in interrupted.stderr and "epoch 2, step 3" in interrupted.stderr
+    saved = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    assert saved.get_tensor("completed_epochs/.ATTRIBUTES/VARIABLE_VALUE") == 1
+    assert saved.get_tensor("steps_into_epoch/.ATTRIBUTES/VARIABLE_VALUE") == 3
+
+    result = run_trainer(records_dir, model_dir, *EXACT_RUN_FLAGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 epochs done, 3 steps into the next" in result.stderr
+    assert read_json(model_dir, "history.json")[1]["resumed_at_step"] == 3
+    assert read_json(model_dir, "summary.json")["steps_completed"] == 3 * 8
+    assert_same_training_state(model_dir, uninterrupted_run)
+
+
 @pytest.mark.parametrize(
     "flags, named",
     [
@@ -251,6 +311,8 @@ def test_sigterm_saves_mid_epoch_and_the_rerun_finishes_that_epoch(records_dir,
         (("--num_classes=2",), "--num_classes"),
         (("--data_dir=",), "--data_dir"),
         (("--seed=-1",), "--seed"),
+        (("--learning_rate=nan",), "--learning_rate"),
+        (("--weight_decay=nan",), "--weight_decay"),
     ],
 )
 def test_bad_flags_give_one_line_naming_the_flag(records_dir, tmp_path, flags, named):

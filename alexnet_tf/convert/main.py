@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 from absl import logging
 
-from alexnet_tf import labels, records
+from alexnet_tf import labels, records, run_lock
 from alexnet_tf.convert import checks, layouts, manifest, output_folder, progress, shards
 from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
 
@@ -184,7 +184,26 @@ def _discard_checks_of(origin: str, check_tasks: list[checks.CheckTask]) -> None
                 os.remove(task.path)
 
 
-def convert(
+def convert(input_dir: str, output_dir: str, **options) -> dict:
+    """Converts `input_dir` into shards and a manifest in `output_dir`; returns the manifest.
+
+    Holds `output_dir`'s run lock throughout: a second converter on the same folder would
+    clear the first one's `.incomplete/` shards under it. Options as in `_convert`.
+    """
+    with contextlib.ExitStack() as held:
+        def lock_output() -> None:
+            try:
+                held.enter_context(
+                    run_lock.RunLock(output_dir, what="converter", flag="--output_dir").acquire())
+            except run_lock.FolderInUse as error:
+                raise ConversionError(str(error)) from None
+            except OSError as error:
+                raise ConversionError(output_folder.explain_os_error(output_dir, error)) from None
+
+        return _convert(input_dir, output_dir, lock_output=lock_output, **options)
+
+
+def _convert(
     input_dir: str,
     output_dir: str,
     *,
@@ -198,6 +217,7 @@ def convert(
     progress_interval: float = 10.0,
     labels_file: str | None = None,
     validation_fraction: float | None = None,
+    lock_output: Callable[[], None] = lambda: None,
 ) -> dict:
     """Converts `input_dir` into shards and a manifest in `output_dir`; returns the manifest.
 
@@ -213,6 +233,7 @@ def convert(
     refusal = output_folder.refusal_if_inside_input(input_dir, output_dir, inventory.layout)
     if refusal:
         raise ConversionError(refusal)
+    lock_output()  # after the refusals, so a refused --output_dir is left untouched
     _log_listing(inventory, input_dir)
     if not inventory.sources:
         raise ConversionError(f"{input_dir} has no train or validation images to convert")
