@@ -14,6 +14,7 @@ runs first: it writes the weights (and OUT_DIR/model.keras) the other two score.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -72,7 +73,8 @@ def evaluate_module(network, strategy, data_dir: str, ten_crop: bool) -> dict:
     from alexnet_tf import evaluate  # noqa: PLC0415
 
     dataset = evaluate.scoring_dataset(
-        strategy, os.path.join(data_dir, "validation-*-of-*"), batch_size=BATCH_SIZE,
+        strategy, sorted(glob.glob(os.path.join(data_dir, "validation-*-of-*"))),
+        batch_size=BATCH_SIZE,
         image_size=IMAGE_SIZE, label_offset=0, ten_crop=ten_crop)
     return evaluate.evaluate(network, dataset, ten_crop=ten_crop, strategy=strategy)
 
