@@ -194,7 +194,7 @@ def convert(input_dir: str, output_dir: str, **options) -> dict:
         def lock_output() -> None:
             try:
                 held.enter_context(
-                    run_lock.RunLock(output_dir, what="converter", flag="--output_dir").acquire())
+                    run_lock.RunLock(output_dir, what="converter", flag="--output_dir"))
             except run_lock.FolderInUse as error:
                 raise ConversionError(str(error)) from None
             except OSError as error:
