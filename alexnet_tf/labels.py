@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 
 from alexnet_tf import imagenet
@@ -96,12 +95,16 @@ def format_labels(names: Sequence[str]) -> str:
 
 
 def write_labels(path: str, names: Sequence[str]) -> str:
-    """Writes `names` one a line, atomically (a reader never sees half a file); returns path."""
+    """Writes `names` one a line, atomically (a reader never sees half a file); returns path.
+
+    The temporary file has a fixed name, so one left by a killed writer is overwritten and
+    renamed away by the next write instead of staying behind.
+    """
     text = format_labels(list(names))
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(prefix=".labels-", dir=directory)
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{name}.tmp")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        with open(temporary, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

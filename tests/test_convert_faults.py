@@ -128,8 +128,10 @@ shard_name = re.compile(r"^(train|validation)-\d{5}-of-\d{5}$")
 
 
 def replace(src, dst, *args, **kwargs):  # an atomic rename done, then maybe the kill
-    real_replace(src, dst, *args, **kwargs)
     name = os.path.basename(os.fsdecode(dst))
+    if name == "labels.txt" and fires("labels"):  # labels.txt written under its temporary name only
+        die()
+    real_replace(src, dst, *args, **kwargs)
     if shard_name.match(name) and fires("shard_renamed"):  # a shard in place, its status not yet saved
         die()
     if name.endswith(".json") and shard_name.match(name[:-5]) and fires("status_saved"):  # between two shards
@@ -374,6 +376,11 @@ def state_in_manifest(out, conv):  # (e) every shard in place, manifest.json hal
     assert 0 < len(written) < len(conv.reference[MANIFEST]) and conv.reference[MANIFEST].startswith(written)
 
 
+def state_in_labels(out, conv):  # (e) every shard in place, labels.txt whole but not yet renamed
+    assert sorted(glob.glob(str(out / "*-of-*"))) == [str(out / name) for name in TRAIN + VALIDATION]
+    assert not (out / "labels.txt").exists() and not (out / MANIFEST).exists()
+
+
 def state_after_manifest(out, conv):  # (e) manifest.json in place, the run's cleanup not done
     assert (out / MANIFEST).read_bytes() == conv.reference[MANIFEST]
 
@@ -384,6 +391,7 @@ STAGES = {
     "c_mid_shard": ("record", 8, state_mid_shard),
     "d_shard_renamed_before_its_status": ("shard_renamed", 2, state_renamed_not_recorded),
     "d_between_shards": ("status_saved", 3, state_between_shards),
+    "e_writing_labels": ("labels", 1, state_in_labels),
     "e_writing_manifest": ("manifest", 1, state_in_manifest),
     "e_manifest_renamed": ("manifest_renamed", 1, state_after_manifest),
 }
