@@ -42,7 +42,7 @@ from absl import app, flags
 from google.protobuf import text_format
 from PIL import Image
 
-from alexnet_tf import data, layers, serving, serving_limits, stops
+from alexnet_tf import data, eval_preprocessing, layers, model_info, serving, serving_limits, stops
 from alexnet_tf import labels as class_list
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -230,6 +230,7 @@ def _write_saved_model(
     image_size: int,
     labels: list[str],
     limits: serving_limits.ServingLimits,
+    preprocess=None,
 ) -> None:
     # Saving traces the functions again, so the towers stay in place until it is done.
     with _grouped_convolutions_as_towers(model):
@@ -241,6 +242,7 @@ def _write_saved_model(
             labels=labels,
             max_pixels=limits.max_pixels,
             max_images_per_request=limits.max_images_per_request,
+            preprocess=preprocess,
         )
         for name, function in functions.items():
             archive.add_endpoint(name, function)
@@ -258,6 +260,7 @@ def export_model(
     synsets_file: str | None = None,
     limits: serving_limits.ServingLimits | None = None,
     labels_file: str | None = None,
+    info: dict | None = None,
 ) -> str:
     """Writes EXPORT_BASE/<version>/ (and models.config, request.json and
     batching_parameters.txt); returns its path.
@@ -267,6 +270,8 @@ def export_model(
     `labels_file` (`synsets_file` is its old name), and `serving_limits` for `limits`
     (default: serving's defaults). The version folder gets a labels.txt of the names its
     `synsets` output gives, line i for class i.
+    `info` is the model's model_info.json record: the served graph preprocesses images as
+    it says (None: as training here evaluates).
     """
     if limits is None:
         limits = serving_limits.ServingLimits(
@@ -285,6 +290,10 @@ def export_model(
         raise ExportError(f"the model's weights hold NaN or infinite values ({len(not_finite)} "
                           f"of {len(model.weights)}, e.g. {not_finite[0]}); not exported")
     image_size = model_image_size(model, image_size)
+    try:
+        preprocess = eval_preprocessing.eval_function(info, image_size, limits.max_pixels)
+    except model_info.ModelInfoError as error:
+        raise ExportError(str(error)) from None
     try:
         labels = serving.class_labels(
             model.output_shape[-1], label_offset=label_offset, labels_file=labels_file,
@@ -305,7 +314,8 @@ def export_model(
     temporary = os.path.join(export_base, f".tmp-export-{model_name}-{uuid.uuid4().hex}")
     os.mkdir(temporary)
     try:
-        _write_saved_model(model, temporary, image_size=image_size, labels=labels, limits=limits)
+        _write_saved_model(model, temporary, image_size=image_size, labels=labels, limits=limits,
+                           preprocess=preprocess)
         serving_limits.write_limits_file(temporary, limits)
         class_list.write_labels(os.path.join(temporary, class_list.LABELS_FILENAME), labels)
         write_warmup_requests(
@@ -414,6 +424,10 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}", exitcode=2)
     try:
         model = load_keras_model(FLAGS.model)
+        try:
+            info = model_info.read_info(FLAGS.model)
+        except model_info.ModelInfoError as error:
+            raise ExportError(str(error)) from None
         path = export_model(
             model,
             FLAGS.export_base,
@@ -429,6 +443,7 @@ def main(argv: list[str]) -> int:
                 max_enqueued_batches=FLAGS.max_enqueued_batches,
                 num_batch_threads=FLAGS.num_batch_threads,
             ),
+            info=info,
         )
     except ExportError as error:
         print(f"export: {error}", file=sys.stderr)

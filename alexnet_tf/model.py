@@ -41,6 +41,9 @@ PAPER_BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
 # normalisation: 0.229, 0.224, 0.225 times 255). He-normal keeps the scale of a layer's
 # input, and assumes that scale is 1: initialization="he" divides the images by this first.
 PIXEL_STDDEV = 57.6
+# The per-channel affine first layer of models whose weights expect other pixels.
+INPUT_NORMALIZATION_LAYER = "input_normalization"
+InputNormalization = tuple[tuple[float, float, float], tuple[float, float, float]]
 
 
 def build_alexnet(
@@ -51,6 +54,7 @@ def build_alexnet(
     initialization: str = "paper",
     weight_decay: float = 0.0,
     grouped_conv: str = "auto",
+    input_normalization: InputNormalization | None = None,
 ) -> keras.Model:
     """AlexNet from mean-subtracted 0..255 RGB images to class logits.
 
@@ -83,6 +87,11 @@ def build_alexnet(
         gradient of 0.00025 * sum(w**2), so the paper's value is 2.5e-4.
       grouped_conv: how "paper" computes its grouped layers; "towers", "native" or "auto"
         (see `alexnet_tf.layers.GroupedConv2D`). The weights are the same either way.
+      input_normalization: (scale, offset), three numbers each: a first layer
+        "input_normalization" computing images * scale + offset per channel, for weights
+        trained on other pixels (torchvision's mean/std, see `alexnet_tf.import_weights`).
+        It runs before conv1's zero padding, so the borders are zero in the weights' own
+        pixel space. Not with initialization="he", which has its own input scale.
 
     Returns:
       A functional model with input "images" [batch, image_size, image_size, 3] float32 and
@@ -108,8 +117,14 @@ def build_alexnet(
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     if weight_decay < 0.0:
         raise ValueError(f"weight_decay must be 0 or more, got {weight_decay!r}")
+    if input_normalization is not None:
+        if initialization == "he":
+            raise ValueError("input_normalization and initialization='he' both scale the input")
+        input_normalization = tuple(tuple(float(v) for v in part) for part in input_normalization)
+        if len(input_normalization) != 2 or any(len(part) != 3 for part in input_normalization):
+            raise ValueError("input_normalization must be (scale, offset), 3 values each")
 
-    weights = _WeightSettings(initialization, weight_decay)
+    weights = _WeightSettings(initialization, weight_decay, input_normalization)
     if variant == "paper":
         return _paper_alexnet(num_classes, image_size, dropout, weights, grouped_conv)
     return _single_tower_alexnet(num_classes, image_size, dropout, weights)
@@ -118,9 +133,10 @@ def build_alexnet(
 class _WeightSettings:
     """Initializers and regularizer for one layer, so the builders read like the paper."""
 
-    def __init__(self, initialization: str, weight_decay: float):
+    def __init__(self, initialization: str, weight_decay: float, input_normalization=None):
         self.initialization = initialization
         self.weight_decay = weight_decay
+        self.input_normalization = input_normalization
 
     def scale_input(self, images):
         """He's derivation assumes unit-scale inputs; the paper fed raw 0..255 differences.
@@ -131,6 +147,11 @@ class _WeightSettings:
         """
         if self.initialization == "he":
             return keras.layers.Rescaling(1.0 / PIXEL_STDDEV, name="pixel_scale")(images)
+        if self.input_normalization is not None:
+            scale, offset = self.input_normalization
+            return keras.layers.Rescaling(
+                list(scale), list(offset), name=INPUT_NORMALIZATION_LAYER
+            )(images)
         return images
 
     def __call__(self, layer_name: str) -> dict:

@@ -132,12 +132,18 @@ def serving_functions(
     labels: Sequence[str],
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_images_per_request: int = DEFAULT_MAX_IMAGES_PER_REQUEST,
+    preprocess: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> dict[str, Callable[..., dict[str, tf.Tensor]]]:
     """The two signatures as tf.functions with fixed input signatures, keyed by name.
 
     `serving_default` refuses, with InvalidArgument and before decoding anything, a request of
     more than `max_images_per_request` images and any image over `max_pixels` pixels.
+    `preprocess` (bytes -> [image_size, image_size, 3], refusing images over `max_pixels`)
+    defaults to the evaluation pipeline's; `eval_preprocessing.eval_function` picks the one a
+    model's weights expect.
     """
+    if preprocess is None:
+        preprocess = lambda one_image: data.preprocess_for_eval(one_image, image_size, max_pixels)
     num_classes = model.output_shape[-1]
     if len(labels) != num_classes:
         raise ClassListError(f"{len(labels)} class names for a {num_classes}-class model")
@@ -147,11 +153,7 @@ def serving_functions(
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])
     def serve_image_bytes(image_bytes):
         with tf.control_dependencies([_refuse_large_requests(image_bytes, max_images_per_request)]):
-            images = tf.map_fn(
-                lambda one_image: data.preprocess_for_eval(one_image, image_size, max_pixels),
-                image_bytes,
-                fn_output_signature=image_spec,
-            )
+            images = tf.map_fn(preprocess, image_bytes, fn_output_signature=image_spec)
         return _classifier_outputs(model, images, label_tensor)
 
     @tf.function(

@@ -27,8 +27,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from alexnet_tf import (callbacks, class_files, damaged_shards, data, distribution, imagenet,
-                        label_offsets, labels, loss_scale, model, records, schedules,
-                        shard_listing, validation)
+                        label_offsets, labels, loss_scale, model, model_info, plotting,
+                        records, schedules, shard_listing, validation)
 from alexnet_tf import resume_flags, run_lock, safe_writes, stops
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
@@ -496,6 +496,10 @@ def train() -> dict:
     }
     if chief:
         safe_writes.save_model(network, os.path.join(FLAGS.model_dir, "model.keras"))
+        plotting.plot_conv1_filters(network, os.path.join(FLAGS.model_dir,
+                                                          plotting.CONV1_FILTERS_FILENAME))
+        callbacks.write_json_atomically(os.path.join(FLAGS.model_dir, model_info.FILENAME),
+                                        model_info.for_network(network, FLAGS.image_size))
         callbacks.write_json_atomically(os.path.join(FLAGS.model_dir, "summary.json"), summary)
     else:
         # Its checkpoints only took part in the chief's saves; the last worker out removes

@@ -1,0 +1,163 @@
+"""model_info.json: the facts about a model's weights that its users need, saved beside it.
+
+How an image must be prepared for a model (crop size, resize filter) is a fact about its
+weights, as torchvision keeps `transforms` with each set of weights. The trainer and the
+importer write this record next to `model.keras`; the exporter reads it so that the served
+graph prepares images as the weights expect. A model without the record is treated as one
+trained here (the "paper" preprocessing at the model's input size), as before the record
+existed. TensorFlow-free: the CLIs read it before they import TensorFlow.
+
+    {"format_version": 1, "variant": "single", "image_size": 224, "minimum_image_size": 63,
+     "num_classes": 1000, "parameters": 61100840, "labels_file": "labels.txt",   # or null
+     "preprocessing": {"name": "torchvision", "resize_shorter_side": 256, "crop_size": 224},
+     "source": {"format": "torchvision", "file": "alexnet-owt-7be5be79.pth", "sha256": "..."}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+FILENAME = "model_info.json"
+FORMAT_VERSION = 1
+
+# "paper": what training here evaluates with (data.preprocess_for_eval): shorter side to 256
+#   with bilinear resizing without antialiasing, the centre crop at floor offsets.
+# "torchvision": torchvision's ImageNet eval transform (Resize(256), CenterCrop(224) on a PIL
+#   image): antialiased bilinear to a shorter side of 256, the longer side truncated, rounded
+#   back to 8 bits as PIL does, the centre crop at round-half-even offsets.
+PREPROCESSING_NAMES = ("paper", "torchvision")
+_READABLE = 0o644  # mkstemp makes files private (0600); a model's files are meant to be shared
+
+
+class ModelInfoError(ValueError):
+    """A model_info.json that cannot be read or does not fit its model."""
+
+
+def paper_preprocessing(crop_size: int) -> dict:
+    return {"name": "paper", "resize_shorter_side": 256, "crop_size": int(crop_size)}
+
+
+def torchvision_preprocessing(crop_size: int = 224, resize_shorter_side: int = 256) -> dict:
+    return {
+        "name": "torchvision",
+        "resize_shorter_side": int(resize_shorter_side),
+        "crop_size": int(crop_size),
+    }
+
+
+def make_info(
+    *,
+    variant: str,
+    image_size: int,
+    minimum_image_size: int,
+    num_classes: int,
+    parameters: int,
+    preprocessing: dict,
+    labels_file: str | None = None,
+    source: dict | None = None,
+) -> dict[str, Any]:
+    info = {
+        "format_version": FORMAT_VERSION,
+        "variant": variant,
+        "image_size": int(image_size),
+        "minimum_image_size": int(minimum_image_size),
+        "num_classes": int(num_classes),
+        "parameters": int(parameters),
+        "labels_file": labels_file,
+        "preprocessing": dict(preprocessing),
+    }
+    if source:
+        info["source"] = dict(source)
+    check_info(info, source_name="model info")
+    return info
+
+
+def for_network(network, image_size: int, preprocessing: dict | None = None) -> dict[str, Any]:
+    """The record of a `build_alexnet` network; "paper" preprocessing unless told otherwise."""
+    from alexnet_tf import model
+
+    variant = "paper" if network.name == "alexnet" else "single"
+    return make_info(
+        variant=variant, image_size=image_size,
+        minimum_image_size=model.MINIMUM_IMAGE_SIZE[variant],
+        num_classes=network.output_shape[-1], parameters=network.count_params(),
+        preprocessing=preprocessing or paper_preprocessing(image_size),
+    )
+
+
+def check_info(info: Any, *, source_name: str) -> dict:
+    """The record itself if it is one this version understands; else a ModelInfoError."""
+    if not isinstance(info, dict):
+        raise ModelInfoError(f"{source_name}: expected a JSON object")
+    if info.get("format_version") != FORMAT_VERSION:
+        raise ModelInfoError(
+            f"{source_name}: format_version {info.get('format_version')!r}, this alexnet_tf "
+            f"reads {FORMAT_VERSION}"
+        )
+    preprocessing = info.get("preprocessing")
+    if not isinstance(preprocessing, dict) or preprocessing.get("name") not in PREPROCESSING_NAMES:
+        raise ModelInfoError(
+            f"{source_name}: preprocessing must name one of {PREPROCESSING_NAMES}, got "
+            f"{preprocessing!r}"
+        )
+    for key in ("resize_shorter_side", "crop_size"):
+        value = preprocessing.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelInfoError(f"{source_name}: preprocessing.{key} must be a positive integer")
+    if preprocessing["crop_size"] > preprocessing["resize_shorter_side"]:
+        raise ModelInfoError(f"{source_name}: the crop is larger than the resized image")
+    return info
+
+
+def path_beside(model_path: str) -> str:
+    folder = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
+    return os.path.join(folder, FILENAME)
+
+
+def write_info(model_path: str, info: dict) -> str:
+    """Writes the record beside `model_path` (a .keras file or its folder), atomically."""
+    path = path_beside(model_path)
+    check_info(info, source_name=path)
+    descriptor, temporary = tempfile.mkstemp(prefix=".model_info-", dir=os.path.dirname(path))
+    try:
+        os.chmod(temporary, _READABLE)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(info, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def read_info(model_path: str) -> dict | None:
+    """The record beside `model_path`, or None when there is none (a model from before it)."""
+    path = path_beside(model_path)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            info = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelInfoError(f"{path}: not a readable model record ({error})") from None
+    return check_info(info, source_name=path)
+
+
+__all__ = [
+    "FILENAME",
+    "ModelInfoError",
+    "PREPROCESSING_NAMES",
+    "check_info",
+    "for_network",
+    "make_info",
+    "paper_preprocessing",
+    "path_beside",
+    "read_info",
+    "torchvision_preprocessing",
+    "write_info",
+]

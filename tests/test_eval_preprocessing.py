@@ -1,0 +1,67 @@
+"""The preprocessing a model's record asks for, against the transform its weights were made with."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from alexnet_tf import data, eval_preprocessing, imagenet, model_info
+from tests.torchvision_transform import torchvision_eval_pixels
+
+
+def png(height: int, width: int, seed: int) -> bytes:
+    """Lossless, so PIL and TensorFlow decode the same pixels and only the resize and crop
+    are compared (their JPEG decoders differ by about 1 level on average: IDCT variants)."""
+    rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[0:height, 0:width]
+    # Stripes a few pixels wide: aliasing shows on them when a resize does not antialias.
+    pixels = 128 + 90 * np.stack([np.sin(columns / 2.3), np.cos(rows / 3.1),
+                                  np.sin((rows + columns) / 7.0)], axis=-1)
+    pixels = np.clip(pixels + rng.normal(0, 6, pixels.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("height, width", [(375, 500), (500, 333), (181, 250), (257, 263)])
+def test_torchvision_preprocessing_gives_the_pixels_of_torchvisions_eval_transform(height, width):
+    image_bytes = png(height, width, seed=height)
+    expected = torchvision_eval_pixels(image_bytes).astype(np.float32)
+    info = model_info.make_info(variant="single", image_size=224, minimum_image_size=63,
+                                num_classes=1000, parameters=1,
+                                preprocessing=model_info.torchvision_preprocessing())
+    preprocess = eval_preprocessing.eval_function(info, 224)
+    actual = preprocess(tf.constant(image_bytes)).numpy() + imagenet.RGB_MEAN
+    difference = np.abs(actual - expected)
+    assert difference.mean() < 0.3 and difference.max() <= 1.0, (
+        difference.mean(), difference.max())
+    # The "paper" preprocessing is not torchvision's: no antialiasing, another crop size.
+    paper = data.preprocess_for_eval(tf.constant(image_bytes), 224).numpy() + imagenet.RGB_MEAN
+    assert np.abs(paper - expected).mean() > 4 * difference.mean()
+
+
+def test_models_without_a_record_keep_the_papers_preprocessing():
+    image_bytes = png(200, 300, seed=1)
+    for info in (None, model_info.make_info(
+            variant="paper", image_size=67, minimum_image_size=67, num_classes=4, parameters=1,
+            preprocessing=model_info.paper_preprocessing(67))):
+        np.testing.assert_array_equal(
+            eval_preprocessing.eval_function(info, 67)(tf.constant(image_bytes)).numpy(),
+            data.preprocess_for_eval(tf.constant(image_bytes), 67).numpy())
+
+
+def test_a_record_that_does_not_fit_its_model_is_refused(tmp_path):
+    info = model_info.make_info(variant="single", image_size=224, minimum_image_size=63,
+                                num_classes=1000, parameters=1,
+                                preprocessing=model_info.torchvision_preprocessing())
+    with pytest.raises(model_info.ModelInfoError, match="crops 224x224.*takes 227x227"):
+        eval_preprocessing.eval_function(info, 227)
+    (tmp_path / "model.keras").write_bytes(b"")
+    (tmp_path / model_info.FILENAME).write_text('{"format_version": 1, "preprocessing": '
+                                               '{"name": "opencv"}}')
+    with pytest.raises(model_info.ModelInfoError, match="model_info.json: preprocessing"):
+        model_info.read_info(str(tmp_path / "model.keras"))

@@ -1,0 +1,26 @@
+"""torchvision's ImageNet eval transform up to ToTensor, written out with PIL (no torchvision).
+
+Resize(256) and CenterCrop(224) as torchvision/transforms/functional.py computes them for a
+PIL image: the longer side int(256 * long / short), PIL's bilinear resize (which antialiases
+when shrinking), crop offsets int(round((size - 224) / 2.0)).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def torchvision_eval_pixels(image_bytes: bytes, resize: int = 256, crop: int = 224) -> np.ndarray:
+    """uint8 [crop, crop, 3]: what torchvision's eval transform feeds ToTensor."""
+    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    new_short, new_long = resize, int(resize * long / short)
+    new_width, new_height = (new_short, new_long) if width <= height else (new_long, new_short)
+    image = image.resize((new_width, new_height), Image.BILINEAR)
+    top = int(round((new_height - crop) / 2.0))
+    left = int(round((new_width - crop) / 2.0))
+    return np.asarray(image.crop((left, top, left + crop, top + crop)))
