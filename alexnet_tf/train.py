@@ -26,8 +26,8 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from alexnet_tf import (callbacks, class_files, damaged_shards, data, distribution, imagenet,
-                        label_offsets, labels, loss_scale, model, model_info, plotting,
+from alexnet_tf import (callbacks, class_files, damaged_shards, data, distribution, finetune,
+                        imagenet, label_offsets, labels, loss_scale, model, model_info, plotting,
                         records, schedules, shard_listing, validation)
 from alexnet_tf import resume_flags, run_lock, safe_writes, stops
 
@@ -70,6 +70,11 @@ flags.DEFINE_enum("initialization", "paper", model.INITIALIZATIONS, "'paper': N(
                   "He-normal, starts learning at once.")
 flags.DEFINE_enum("grouped_conv", "auto", ("auto", "towers", "native"), "How the paper "
                   "variant computes conv2/4/5's two groups; same weights either way.")
+flags.DEFINE_string("init_from", None, "Start from this model.keras (trained here or "
+                    "imported): its architecture and weights; fc8 is newly initialised when "
+                    "--num_classes differs from its classes.")
+flags.DEFINE_enum("train_layers", "all", finetune.TRAIN_LAYERS, "With --init_from: the "
+                  "layers that learn, the rest frozen (weight decay leaves them alone too).")
 # Optimization.
 flags.DEFINE_integer("batch_size", 128, "GLOBAL batch size, split evenly over the replicas "
                      "(paper: 128).", lower_bound=1)
@@ -143,6 +148,10 @@ for _name in ("learning_rate", "momentum", "weight_decay", "dropout", "lr_decay_
 flags.register_multi_flags_validator(
     ["data_dir", "use_synthetic_data"], lambda v: v["data_dir"] or v["use_synthetic_data"],
     message="--data_dir is required unless --use_synthetic_data", flag_values=FLAGS)
+flags.register_multi_flags_validator(
+    ["init_from", "train_layers"], lambda v: v["init_from"] or v["train_layers"] == "all",
+    message="--train_layers needs --init_from (the frozen layers would stay random)",
+    flag_values=FLAGS)
 
 
 def find_shards(data_dir: str, split: str, manifest: dict | None = None) -> list[str]:
@@ -312,12 +321,24 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
 
 
 def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
+    try:
+        source = finetune.read_source(FLAGS.init_from) if FLAGS.init_from else None
+        architecture = finetune.architecture(
+            source, variant=FLAGS.variant, variant_given=FLAGS["variant"].present,
+            initialization=FLAGS.initialization)
+    except finetune.InitFromError as error:
+        raise app.UsageError(str(error)) from None
     with strategy.scope():
         network = model.build_alexnet(
-            num_classes=FLAGS.num_classes, variant=FLAGS.variant, image_size=FLAGS.image_size,
-            dropout=FLAGS.dropout, initialization=FLAGS.initialization,
+            num_classes=FLAGS.num_classes, image_size=FLAGS.image_size, dropout=FLAGS.dropout,
             # Paper's coefficient -> Keras L2(l): d/dw of l*sum(w^2) is 2*l*w = wd*w.
-            weight_decay=FLAGS.weight_decay / 2, grouped_conv=FLAGS.grouped_conv)
+            weight_decay=FLAGS.weight_decay / 2, grouped_conv=FLAGS.grouped_conv,
+            **architecture)
+        if source:
+            try:
+                finetune.start_from(network, source, FLAGS.train_layers)
+            except finetune.InitFromError as error:
+                raise app.UsageError(str(error)) from None
         # Keras SGD: v <- momentum*v - lr*g; w <- w + v, with g = grad + wd*w from the L2 term:
         # the paper's update (section 5) term for term, the learning rate inside the velocity.
         optimizer = keras.optimizers.SGD(FLAGS.learning_rate, momentum=FLAGS.momentum)

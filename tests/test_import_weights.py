@@ -105,8 +105,20 @@ def test_imported_model_gives_torchs_logits_on_the_same_pixels(torch_network, im
         expected = torch_network(torchvision_layout.normalise(pixels)).numpy()
     actual = imported_model(pixels - imagenet.RGB_MEAN, training=False).numpy()
     relative = np.abs(actual - expected).max() / np.abs(expected).max()
-    assert relative < 1e-4, relative
+    assert relative < 1e-5, relative  # measured about 1e-6; 1e-4 is what the issue asks
     np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
+
+
+def test_the_python_api_at_the_smallest_input_matches_torch_too(torch_network, weights_files):
+    # At 63x63 the padded border is a large share of conv1's input and pool5 is 1x1, which
+    # torchvision's adaptive pool repeats to 6x6.
+    network = import_weights.load_torchvision(weights_files["safetensors"], image_size=63)
+    pixels = np.random.default_rng(2).uniform(0, 255, (4, 63, 63, 3)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch_network(torchvision_layout.normalise(pixels)).numpy()
+    actual = network(pixels - imagenet.RGB_MEAN, training=False).numpy()
+    relative = np.abs(actual - expected).max() / np.abs(expected).max()
+    assert relative < 1e-5, relative  # measured about 1e-6; 1e-4 is what the issue asks
 
 
 def test_safetensors_gives_the_weights_of_the_pth(weights_files):
@@ -219,3 +231,44 @@ def test_saved_model_answers_what_torchvisions_eval_transform_and_network_answer
     # Measured: 40 of 40 with torchvision's preprocessing; 35 of 40 when the same model is
     # served with the "paper" preprocessing (no antialiasing, floor crop offsets).
     assert agree >= 38, f"top-1 equal to torch on {agree} of {len(images)} images"
+
+
+@pytest.fixture(scope="module")
+def finetune_records(tmp_path_factory) -> str:
+    folder = str(tmp_path_factory.mktemp("finetune-records"))
+    write_records(folder, split="train", num_classes=FINETUNE_CLASSES, images_per_class=16)
+    write_records(folder, split="validation", num_classes=FINETUNE_CLASSES, images_per_class=8,
+                  num_shards=1, seed=1)
+    return folder
+
+
+@pytest.mark.slow
+def test_fine_tuning_the_imported_model_with_a_new_fc8_learns_and_frozen_layers_stay(
+        imported, imported_model, finetune_records, tmp_path):
+    run_dir = str(tmp_path / "run")
+    result = run_cli(
+        "alexnet_tf.train", f"--flagfile={os.path.join(REPO_ROOT, 'configs', 'smoke.cfg')}",
+        f"--data_dir={finetune_records}", f"--model_dir={run_dir}", "--variant=single",
+        f"--init_from={imported['model']}", "--train_layers=fc8", "--learning_rate=0.001",
+        f"--num_classes={FINETUNE_CLASSES}", "--epochs=6", "--seed=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"fc8 newly initialised: {imported['model']} has 1000 classes, --num_classes=4" \
+        in result.stderr
+    with open(os.path.join(run_dir, "history.json")) as handle:
+        history = json.load(handle)
+    # Measured (README's table): loss 2.19 -> 1.02, validation top-1 0.25 -> 1.0.
+    assert history[-1]["loss"] < 0.7 * history[0]["loss"], [r["loss"] for r in history]
+    assert history[-1]["val_top1_accuracy"] >= 0.75  # chance is 0.25
+
+    tuned = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"):
+        for before, after in zip(imported_model.get_layer(name).get_weights(),
+                                 tuned.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(before, after, err_msg=name)
+    assert tuned.get_layer("input_normalization").get_config()["offset"] == \
+        imported_model.get_layer("input_normalization").get_config()["offset"]
+    info = model_info.read_info(run_dir)
+    assert info["preprocessing"]["name"] == "paper" and info["image_size"] == FINETUNE_SIZE
+    with Image.open(os.path.join(run_dir, "conv1_filters.png")) as picture:
+        _, height, width = plotting.mosaic_geometry(64, towers=1)
+        assert picture.size == (width, height)
