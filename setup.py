@@ -32,7 +32,15 @@ setuptools.setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest"],
+        # import_weights reads torchvision's .pth files with torch.load(weights_only=True),
+        # the one reader of torch's pickle format that refuses to run code; nothing else
+        # needs torch, so it is optional (pip install 'alexnet_tf[torch]').
+        "torch": ["torch>=2.4"],
+        # import_weights reads .safetensors files without torch: a JSON header and raw
+        # arrays, no pickle, so no code can run on loading. Small (one wheel, no deps).
+        "safetensors": ["safetensors>=0.4"],
+        # The import tests write torchvision's network with torch and compare its logits.
+        "test": ["pytest", "torch>=2.4", "safetensors>=0.4"],
         "gpu": ["tensorflow[and-cuda]>=2.21"],
         # The peer that benchmarks/train_throughput.py measures against; never needed to run us.
         "bench": ["torch==2.13.0"],
@@ -42,6 +50,7 @@ setuptools.setup(
             "alexnet-build-tfrecords=alexnet_tf.convert.cli:run",
             "alexnet-export=alexnet_tf.export:run",
             "alexnet-predict=alexnet_tf.predict:run",
+            "alexnet-import-weights=alexnet_tf.import_weights:run",
         ],
     },
 )

@@ -162,6 +162,21 @@ def test_the_trainer_hands_the_model_half_the_papers_weight_decay(two_replica_ru
 EXACT_RUN_FLAGS = ("--steps_per_epoch=8", "--seed=3")
 
 
+def test_conv1_filters_and_model_info_are_written_beside_the_curves(two_replica_run):
+    from PIL import Image
+
+    from alexnet_tf import model_info, plotting
+
+    model_dir, _ = two_replica_run
+    assert os.path.isfile(os.path.join(model_dir, "training_curves.png"))
+    with Image.open(os.path.join(model_dir, plotting.CONV1_FILTERS_FILENAME)) as picture:
+        # The paper network: 2 towers x 3 rows of 16 kernels, as in the paper's figure 3.
+        assert picture.size == (16 * 44 + 17 * 2, 6 * 44 + 7 * 2 + 10)
+    info = model_info.read_info(os.path.join(model_dir, "model.keras"))
+    assert (info["variant"], info["image_size"], info["num_classes"]) == ("paper", 67, NUM_CLASSES)
+    assert info["preprocessing"] == model_info.paper_preprocessing(67)
+
+
 def checkpoint_state(model_dir: str) -> dict:
     reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
