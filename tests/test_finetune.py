@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from alexnet_tf import finetune, model
+from alexnet_tf import finetune, model, resume_flags
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
@@ -98,3 +98,10 @@ def test_bad_init_from_flags_give_one_line(saved_source, tmp_path, flags, named)
                             env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
     assert result.returncode in (1, 2) and "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if named in line], result.stderr[-2000:]
+
+
+def test_a_resume_refuses_other_train_layers_and_ignores_another_init_from():
+    found = {change.flag: change.outcome for change in resume_flags.changes(
+        {"train_layers": "fc8", "init_from": "a.keras"},
+        {"train_layers": "all", "init_from": "b.keras"}, mid_epoch=False)}
+    assert found == {"train_layers": resume_flags.REFUSED, "init_from": resume_flags.IGNORED}
