@@ -61,8 +61,30 @@ def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
     return image[top : top + size, left : left + size, :]
 
 
+# Where the training crops and the ten test crops may lie (section 2: "down-sampled the
+# images to a fixed resolution of 256 x 256 [...] cropped out the central 256x256 patch"):
+# "central_square" is the paper's, the central 256x256 patch of the image scaled to 256 on its
+# shorter side; "full_image" lets them range over the whole scaled image (wider on oblong
+# images, e.g. columns 0-114 of a 256x341 image instead of 42-71).
+CROP_REGIONS = ("central_square", "full_image")
+PAPER_CROP_REGION = "central_square"
+
+
+def crop_region_bounds(height, width, region: str = PAPER_CROP_REGION):
+    """(top, left, rows, columns) of the part of a height x width image that crops come from."""
+    if region not in CROP_REGIONS:
+        raise ValueError(f"crop region must be one of {CROP_REGIONS}, got {region!r}")
+    height = tf.cast(height, tf.int32)
+    width = tf.cast(width, tf.int32)
+    if region == "full_image":
+        return tf.constant(0, tf.int32), tf.constant(0, tf.int32), height, width
+    side = tf.minimum(height, width)
+    return (height - side) // 2, (width - side) // 2, side, side
+
+
 def random_crop_window(
-    height: tf.Tensor, width: tf.Tensor, crop_size: int, seed: tf.Tensor
+    height: tf.Tensor, width: tf.Tensor, crop_size: int, seed: tf.Tensor,
+    region: str = PAPER_CROP_REGION,
 ) -> tf.Tensor:
     """[top, left, side, side] in ORIGINAL pixels of a random crop taken after scaling to 256.
 
@@ -70,21 +92,23 @@ def random_crop_window(
     square of side crop_size * shorter / 256 in the original image. Returning that window lets
     the pipeline decode only it (`tf.image.decode_and_crop_jpeg`) and resize it to crop_size,
     instead of decoding and resizing the whole image only to throw most of it away. The
-    position is uniform over all windows that fit, as the paper's crops are over the 256 image.
+    position is uniform over the windows that fit in `region` (see CROP_REGIONS): on a 500x375
+    original, columns 62-104 for the paper's central square, 0-167 for the full image.
     """
-    height = tf.cast(height, tf.int32)
-    width = tf.cast(width, tf.int32)
-    shorter = tf.minimum(height, width)
+    region_top, region_left, region_rows, region_columns = crop_region_bounds(
+        height, width, region
+    )
+    shorter = tf.minimum(tf.cast(height, tf.int32), tf.cast(width, tf.int32))
     side = tf.cast(
         tf.round(tf.cast(shorter, tf.float32) * (crop_size / SHORTER_SIDE)), tf.int32
     )
     side = tf.clip_by_value(side, 1, shorter)
-    top = tf.random.stateless_uniform(
-        [], seed=seed, minval=0, maxval=height - side + 1, dtype=tf.int32
+    top = region_top + tf.random.stateless_uniform(
+        [], seed=seed, minval=0, maxval=region_rows - side + 1, dtype=tf.int32
     )
-    left = tf.random.stateless_uniform(
+    left = region_left + tf.random.stateless_uniform(
         [], seed=tf.random.experimental.stateless_fold_in(seed, 1),
-        minval=0, maxval=width - side + 1, dtype=tf.int32,
+        minval=0, maxval=region_columns - side + 1, dtype=tf.int32,
     )
     return tf.stack([top, left, side, side])
 
@@ -134,19 +158,25 @@ def add_per_channel(image: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
     return tf.reshape(rows + tf.tile(offset, [width])[tf.newaxis], shape)
 
 
-def ten_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+def ten_crop(image: tf.Tensor, size: int, region: str = PAPER_CROP_REGION) -> tf.Tensor:
     """[10, size, size, C]: four corners, centre, then the same five mirrored (paper, 4.1).
 
-    Crop k + 5 is the left-right reflection of crop k, and crop 4 (the fifth) is exactly
-    `center_crop(image, size)`, which is what single-crop evaluation and serving use.
+    The corners are those of `region` (the central square by default: columns 42 and 71 of a
+    256x341 image, where "full_image" gives 0 and 114). Crop k + 5 is the left-right reflection
+    of crop k, and crop 4 (the fifth) is exactly `center_crop(image, size)`, which is what
+    single-crop evaluation and serving use (it can sit one pixel off the central square's own
+    centre when the two margins round differently).
     """
-    shape = tf.shape(image)
-    bottom = shape[0] - size
-    right = shape[1] - size
+    region_top, region_left, region_rows, region_columns = crop_region_bounds(
+        tf.shape(image)[0], tf.shape(image)[1], region
+    )
+    top, left = region_top, region_left
+    bottom = region_top + region_rows - size
+    right = region_left + region_columns - size
     crops = [
-        image[:size, :size, :],
-        image[:size, right : right + size, :],
-        image[bottom : bottom + size, :size, :],
+        image[top : top + size, left : left + size, :],
+        image[top : top + size, right : right + size, :],
+        image[bottom : bottom + size, left : left + size, :],
         image[bottom : bottom + size, right : right + size, :],
         center_crop(image, size),
     ]

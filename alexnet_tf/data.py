@@ -43,16 +43,19 @@ def preprocess_for_eval(
     return augment.subtract_mean(image)
 
 
-def preprocess_for_ten_crop(image_bytes: tf.Tensor, image_size: int = 227) -> tf.Tensor:
+def preprocess_for_ten_crop(
+    image_bytes: tf.Tensor, image_size: int = 227, crop_region: str = augment.PAPER_CROP_REGION
+) -> tf.Tensor:
     """float32 [10, S, S, 3]: the paper's ten test patches (section 4.1), mean subtracted."""
     image = augment.resize_shorter_side(decode_image(image_bytes))
-    crops = augment.ten_crop(image, image_size)
+    crops = augment.ten_crop(image, image_size, crop_region)
     crops.set_shape([10, image_size, image_size, 3])
     return augment.subtract_mean(crops)
 
 
 def decode_and_random_crop(
-    jpeg_bytes: tf.Tensor, seed: tf.Tensor, image_size: int = 227
+    jpeg_bytes: tf.Tensor, seed: tf.Tensor, image_size: int = 227,
+    crop_region: str = augment.PAPER_CROP_REGION,
 ) -> tf.Tensor:
     """float32 [S, S, 3]: a random S x S crop of the image scaled to 256 on its shorter side.
 
@@ -65,7 +68,7 @@ def decode_and_random_crop(
     last row; only the inverse DCT and colour conversion outside the window are skipped.
     """
     shape = tf.image.extract_jpeg_shape(jpeg_bytes)
-    window = augment.random_crop_window(shape[0], shape[1], image_size, seed)
+    window = augment.random_crop_window(shape[0], shape[1], image_size, seed, crop_region)
     image = tf.image.decode_and_crop_jpeg(jpeg_bytes, window, channels=3)
     image = augment.resize_bilinear(image, [image_size, image_size])
     image.set_shape([image_size, image_size, 3])
@@ -73,7 +76,8 @@ def decode_and_random_crop(
 
 
 def preprocess_for_train(
-    jpeg_bytes: tf.Tensor, seed: tf.Tensor, image_size: int = 227, lighting: bool = True
+    jpeg_bytes: tf.Tensor, seed: tf.Tensor, image_size: int = 227, lighting: bool = True,
+    crop_region: str = augment.PAPER_CROP_REGION,
 ) -> tf.Tensor:
     """float32 [S, S, 3]: random crop of the 256-scaled image, random mirror, lighting, mean.
 
@@ -88,7 +92,7 @@ def preprocess_for_train(
     crop_seed, flip_seed, lighting_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, num=3)
     )
-    image = decode_and_random_crop(jpeg_bytes, crop_seed, image_size)
+    image = decode_and_random_crop(jpeg_bytes, crop_seed, image_size, crop_region)
     image = augment.random_flip(image, flip_seed)
     shift = augment.lighting_shift(lighting_seed) if lighting else None
     return augment.subtract_mean(image, shift)
@@ -288,6 +292,7 @@ def build_dataset(
     batches_per_epoch: int | None = None,
     skip_batches: int = 0,
     pad_to_examples: int | None = None,
+    crop_region: str = augment.PAPER_CROP_REGION,
 ) -> tf.data.Dataset:
     """(images, labels) batches from the converter's TFRecord shards (a glob or a list of files).
 
@@ -320,7 +325,10 @@ def build_dataset(
     `drop_remainder` defaults to `training`, so evaluation sees every record.
     `pad_to_examples` (evaluation) appends zero-weight examples up to that many and yields
     (images, labels, weights), so that every replica gets whole batches (alexnet_tf/validation.py).
+    `crop_region` is where training crops and ten crops lie (`augment.CROP_REGIONS`).
     """
+    if crop_region not in augment.CROP_REGIONS:
+        raise ValueError(f"crop_region must be one of {augment.CROP_REGIONS}, got {crop_region!r}")
     _validate_arguments(
         training=training,
         batch_size=batch_size,
@@ -355,7 +363,8 @@ def build_dataset(
             serialized, key = record_and_key
             example = tf.io.parse_single_example(serialized, parse_spec)
             image = preprocess_for_train(
-                example[records.ENCODED], _augmentation_seed(pass_seed, key), image_size, lighting
+                example[records.ENCODED], _augmentation_seed(pass_seed, key), image_size, lighting,
+                crop_region,
             )
             return image, _labels(example[records.LABEL], label_offset)
 
@@ -376,7 +385,10 @@ def build_dataset(
             dataset = dataset.cache()
         if repeat:
             dataset = dataset.repeat()
-        preprocess = preprocess_for_ten_crop if ten_crop else preprocess_for_eval
+        def preprocess(image_bytes, size):
+            if ten_crop:
+                return preprocess_for_ten_crop(image_bytes, size, crop_region)
+            return preprocess_for_eval(image_bytes, size)
 
         def parse_and_preprocess(serialized):
             example = tf.io.parse_single_example(serialized, parse_spec)

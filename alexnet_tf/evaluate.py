@@ -23,8 +23,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 import alexnet_tf.layers  # noqa: F401  (registers the custom layers for load_model)
-from alexnet_tf import (damaged_shards, data, distribution, label_offsets, labels, model_checks,
-                        records, serving, shard_listing, validation)
+from alexnet_tf import (augment, damaged_shards, data, distribution, label_offsets, labels,
+                        model_checks, records, serving, shard_listing, validation)
 from alexnet_tf.per_class import PerClassTop1, format_rows
 
 flags.DEFINE_string("data_dir", None, "Directory with the converter's shards.")
@@ -32,6 +32,10 @@ flags.DEFINE_string("model", None, "The trained model, e.g. MODEL_DIR/model.kera
 flags.DEFINE_string("split", "validation", "Which shards to score: SPLIT-*-of-*.")
 flags.DEFINE_bool("ten_crop", False, "Average the softmax over the paper's ten crops "
                   "(section 4.1) instead of scoring the centre crop.")
+flags.DEFINE_enum("crop_region", augment.PAPER_CROP_REGION, augment.CROP_REGIONS, "With "
+                  "--ten_crop, whose corners: 'central_square', those of the central 256x256 "
+                  "patch of the image scaled to 256 (paper, section 2); 'full_image', the "
+                  "scaled image's own corners.")
 flags.DEFINE_integer("batch_size", 100, "Images per batch (ten crops each with --ten_crop).",
                      lower_bound=1)
 flags.DEFINE_integer("image_size", None, "Crop side. Default: the model's input size.",
@@ -54,6 +58,7 @@ FLAGS = flags.FLAGS
 def scoring_dataset(
     strategy: tf.distribute.Strategy, files: list[str], *, batch_size: int, image_size: int,
     label_offset: int, ten_crop: bool, split_manifest: dict | None = None,
+    crop_region: str = augment.PAPER_CROP_REGION,
 ) -> tf.data.Dataset:
     """(images, labels, weights) batches of the records of `files` over the strategy's
     replicas, padded with zero-weight images to whole global batches."""
@@ -65,7 +70,7 @@ def scoring_dataset(
         return data.build_dataset(
             files, training=False, batch_size=batch_size, image_size=image_size,
             label_offset=label_offset, ten_crop=ten_crop, input_context=context,
-            pad_to_examples=validation.examples_per_pipeline(
+            crop_region=crop_region, pad_to_examples=validation.examples_per_pipeline(
                 steps, batch_size, context.num_input_pipelines))
 
     return distribution.distribute(strategy, dataset_fn)
@@ -181,7 +186,8 @@ def main(argv: list[str]) -> None:
         dataset = scoring_dataset(
             strategy, shards.files, batch_size=FLAGS.batch_size, image_size=image_size,
             label_offset=label_offset, ten_crop=FLAGS.ten_crop,
-            split_manifest=manifest.get("splits", {}).get(FLAGS.split))
+            split_manifest=manifest.get("splits", {}).get(FLAGS.split),
+            crop_region=FLAGS.crop_region)
         results = evaluate(network, dataset, ten_crop=FLAGS.ten_crop,
                            max_batches=FLAGS.max_batches, strategy=strategy,
                            per_class=per_class)

@@ -26,8 +26,8 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from alexnet_tf import (callbacks, class_files, damaged_shards, data, distribution, finetune,
-                        imagenet, label_offsets, labels, loss_scale, model, model_info, plotting,
+from alexnet_tf import (augment, callbacks, class_files, damaged_shards, data, distribution,
+                        finetune, imagenet, label_offsets, labels, loss_scale, model, model_info, plotting,
                         records, schedules, shard_listing, validation)
 from alexnet_tf import resume_flags, run_lock, safe_writes, stops
 
@@ -54,6 +54,10 @@ flags.DEFINE_integer("shuffle_buffer", 10000, "Records in the training shuffle b
 flags.DEFINE_bool("cache_records", False, "Keep the serialized records in memory after the "
                   "first epoch (small corpora only).")
 flags.DEFINE_bool("lighting", True, "PCA colour noise on training images (paper, 4.1).")
+flags.DEFINE_enum("crop_region", augment.PAPER_CROP_REGION, augment.CROP_REGIONS, "Where the "
+                  "random training crops lie in the image scaled to 256 on its shorter side: "
+                  "'central_square', its central 256x256 patch (paper, section 2); "
+                  "'full_image', anywhere in it (wider on oblong images).")
 # Model.
 flags.DEFINE_enum("variant", "paper", model.VARIANTS, "'paper': the 2012 two-tower network "
                   "with LRN; 'single': the one-tower network of 'One weird trick' (torchvision).")
@@ -281,7 +285,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
                 batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
                 label_offset=label_offset, shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed,
                 input_context=context, cache=FLAGS.cache_records, repeat=True,
-                lighting=FLAGS.lighting, first_epoch=first_epoch,
+                lighting=FLAGS.lighting, crop_region=FLAGS.crop_region, first_epoch=first_epoch,
                 batches_per_epoch=distribution.batches_per_pipeline(context, steps),
                 skip_batches=distribution.batches_per_pipeline(context, steps_done))
 

@@ -123,9 +123,9 @@ def test_ten_crop_is_corners_centre_and_their_mirrors(corpus):
     np.testing.assert_array_equal(ten_crops[:, 5:], ten_crops[:, :5, :, ::-1, :])
 
 
-def test_ten_crop_takes_the_four_corners():
+def test_ten_crop_of_the_full_image_takes_its_four_corners():
     image = tf.constant(_gradient_image(256, 300), tf.float32)
-    crops = augment.ten_crop(image, 100).numpy()
+    crops = augment.ten_crop(image, 100, region="full_image").numpy()
     assert crops[0, 0, 0, :2].tolist() == image[0, 0, :2].numpy().tolist()  # top-left
     assert crops[1, 0, -1, :2].tolist() == image[0, -1, :2].numpy().tolist()  # top-right
     assert crops[2, -1, 0, :2].tolist() == image[-1, 0, :2].numpy().tolist()  # bottom-left
@@ -146,7 +146,7 @@ def test_training_crops_cover_a_227_256_share_of_the_shorter_side(gradient_recor
     images, _ = _all_batches(
         data.build_dataset(
             gradient_records, training=True, batch_size=64, image_size=SMALL, lighting=False,
-            seed=0,
+            seed=0, crop_region="full_image",
         )
     )
     pixels = images + imagenet.RGB_MEAN
