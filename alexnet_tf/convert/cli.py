@@ -8,6 +8,7 @@ from absl import app, flags, logging
 
 from alexnet_tf.convert import layouts, main as conversion, manifest
 from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
+from alexnet_tf.convert.resize import DEFAULT_JPEG_QUALITY, ResizeOptions
 
 FLAGS = flags.FLAGS
 
@@ -25,6 +26,13 @@ flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Images with more pixels 
                      "decompression bombs (checked from the header, before decoding).", lower_bound=1)
 flags.DEFINE_integer("shuffle_seed", conversion.DEFAULT_SHUFFLE_SEED, "Seed of the fixed shuffle of "
                      "training images across shards.")
+flags.DEFINE_integer("resize_shorter_side", None, "Store images scaled down (antialiased) so their "
+                     "shorter side is this many pixels, as the paper's 256 (section 2); smaller "
+                     "images are never scaled up. Default: the originals, byte for byte.", lower_bound=1)
+flags.DEFINE_bool("center_crop", False, "With --resize_shorter_side, keep only the central square "
+                  "(the paper's 256x256 images).")
+flags.DEFINE_integer("jpeg_quality", DEFAULT_JPEG_QUALITY, "JPEG quality of the images that "
+                     "--resize_shorter_side or --center_crop changes.", lower_bound=1, upper_bound=100)
 flags.DEFINE_float("progress_interval", 10.0, "Seconds between progress lines.", lower_bound=0.0)
 flags.DEFINE_string("labels_file", None, "Class folders only: the class names in label order, one a "
                     "line; folders it does not list are skipped and reported. Default: the folder "
@@ -52,6 +60,7 @@ def main(argv: list[str]) -> None:
             return
         if not FLAGS.input_dir:
             raise app.UsageError("--input_dir is required (unless --verify)")
+        resize = ResizeOptions(FLAGS.resize_shorter_side, FLAGS.center_crop, FLAGS.jpeg_quality)
         conversion.convert(
             FLAGS.input_dir,
             FLAGS.output_dir,
@@ -65,6 +74,7 @@ def main(argv: list[str]) -> None:
             progress_interval=FLAGS.progress_interval,
             labels_file=FLAGS.labels_file,
             validation_fraction=FLAGS.validation_fraction,
+            resize=resize,
         )
     except (ValueError, conversion.ConversionError) as error:
         logging.error("%s", error)

@@ -23,6 +23,7 @@ from absl import logging
 
 from alexnet_tf import labels, records, run_lock
 from alexnet_tf.convert import checks, layouts, manifest, output_folder, progress, shards
+from alexnet_tf.convert.resize import ResizeOptions
 from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
 
 DEFAULT_SHUFFLE_SEED = 12345
@@ -218,11 +219,13 @@ def _convert(
     labels_file: str | None = None,
     validation_fraction: float | None = None,
     lock_output: Callable[[], None] = lambda: None,
+    resize: ResizeOptions = ResizeOptions(),
 ) -> dict:
     """Converts `input_dir` into shards and a manifest in `output_dir`; returns the manifest.
 
     Safe to rerun after an interruption: checked chunks and complete shards of the same plan
-    are kept, and the result is the same as that of an uninterrupted run.
+    are kept, and the result is the same as that of an uninterrupted run. `resize` stores the
+    paper's downscaled images instead of the originals (see `alexnet_tf.convert.resize`).
     """
     started = time.monotonic()
     if train_shards < 1 or validation_shards < 1:
@@ -259,7 +262,8 @@ def _convert(
             for index, shard_images in enumerate(plan):
                 class_text = {i.source.synset: inventory.class_text[i.source.synset] for i in shard_images}
                 tasks.append(shards.ShardTask(output_dir, split, index, shard_counts[split], shard_images,
-                                              class_text, label_offset, max_pixels, class_names))
+                                              class_text, label_offset, max_pixels, class_names,
+                                              resize))
         statuses, written_now = _run_resumable(workers, "writing", "shards", shards.write_shard, tasks, shards.load_status,
                                   key=lambda task: task.name, size=lambda task: len(task.images),
                                   interval=progress_interval)
@@ -286,7 +290,8 @@ def _convert(
 
     options = {"train_shards": train_shards, "validation_shards": validation_shards, "label_offset": label_offset,
                "layout": layout, "max_pixels": max_pixels, "shuffle_seed": shuffle_seed,
-               "labels_file": labels_file, "validation_fraction": validation_fraction}
+               "labels_file": labels_file, "validation_fraction": validation_fraction,
+               **resize.manifest_entry()}
     skipped = {split: found[1] for split, found in checked.items()}
     result = manifest.build_manifest(inventory, tasks, statuses, skipped, input_dir, options)
     try:

@@ -89,7 +89,18 @@ def read_manifest(output_dir: str) -> dict:
     return manifest
 
 
-def _check_records(path: str, label_offset: int, num_classes: int) -> tuple[int, list[str]]:
+def _size_promise_broken(height: int, width: int, options: dict) -> str | None:
+    """Why a stored height x width breaks what --resize_shorter_side / --center_crop promised."""
+    shorter_side = options.get("resize_shorter_side")
+    if shorter_side is not None and min(height, width) > shorter_side:
+        return f"is {height}x{width}, over --resize_shorter_side={shorter_side}"
+    if options.get("center_crop") and height != width:
+        return f"is {height}x{width}, not square although --center_crop"
+    return None
+
+
+def _check_records(path: str, label_offset: int, num_classes: int,
+                   options: dict | None = None) -> tuple[int, list[str]]:
     """Counts the records of one shard and checks each decodes to height x width x 3."""
     import tensorflow as tf  # only --verify needs TensorFlow; converting never imports it
 
@@ -119,6 +130,9 @@ def _check_records(path: str, label_offset: int, num_classes: int) -> tuple[int,
         if list(shape.numpy()) != [int(height), int(width), 3]:
             problems.append(f"{os.path.basename(path)}: {name} decodes to {list(shape.numpy())}, "
                             f"the record says {int(height)}x{int(width)}x3")
+        broken = _size_promise_broken(int(height), int(width), options or {})
+        if broken:
+            problems.append(f"{os.path.basename(path)}: {name} {broken}")
         if not label_offset <= int(label) < label_offset + num_classes:
             problems.append(f"{os.path.basename(path)}: {name} has label {int(label)}, outside "
                             f"{label_offset}..{label_offset + num_classes - 1}")
@@ -169,7 +183,8 @@ def verify_output(output_dir: str) -> tuple[int, list[str]]:
                 continue
             if (shard["sha256"], shard["bytes"]) != sha256_and_size(path):
                 problems.append(f"{shard['shard']}: sha256 does not match the manifest (the file changed or is corrupt)")
-            count, record_problems = _check_records(path, label_offset, num_classes)
+            count, record_problems = _check_records(path, label_offset, num_classes,
+                                                    manifest["options"])
             checked += count
             problems.extend(record_problems)
             if count != shard["records"]:

@@ -19,7 +19,7 @@ import random
 import sys
 
 from alexnet_tf import records
-from alexnet_tf.convert import progress, tfrecord
+from alexnet_tf.convert import progress, resize, tfrecord
 from alexnet_tf.convert.checks import CheckedImage
 from alexnet_tf.convert.images import BrokenImage, prepare_image
 from alexnet_tf.convert.sources import UnreadableSource, read_source
@@ -61,6 +61,7 @@ class ShardTask:
     label_offset: int
     max_pixels: int
     class_names: tuple[str, ...]  # label i is class_names[i]: the run's labels.txt
+    resize: resize.ResizeOptions = resize.ResizeOptions()
 
     @property
     def name(self) -> str:
@@ -85,6 +86,8 @@ class ShardTask:
             # The whole list, not only this shard's classes: another list moves their labels.
             "class_names": list(self.class_names),
         }
+        if self.resize.active:  # absent by default, so shards written before the option stay valid
+            plan["resize"] = self.resize.manifest_entry()
         return hashlib.sha256(json.dumps(plan, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -113,26 +116,18 @@ def load_status(task: ShardTask) -> dict | None:
     return None
 
 
-def _relative_boxes(image: CheckedImage) -> tuple[tuple[float, float, float, float], ...]:
-    """(xmin, ymin, xmax, ymax) relative to the image size, clamped to [0, 1]."""
-    def clamp(value: float) -> float:
-        return min(max(value, 0.0), 1.0)
-
-    return tuple(
-        (clamp(xmin / image.width), clamp(ymin / image.height), clamp(xmax / image.width), clamp(ymax / image.height))
-        for xmin, ymin, xmax, ymax in image.source.boxes
-    )
-
-
-def _jpeg_bytes(image: CheckedImage, data: bytes, max_pixels: int) -> bytes:
-    """The record's JPEG. A plain JPEG was decoded to its last coefficient by the check: its bytes go in as they are."""
+def _jpeg_bytes(image: CheckedImage, data: bytes, task: ShardTask, where: resize.Geometry) -> bytes:
+    """The record's JPEG. A plain JPEG was decoded to its last coefficient by the check: its bytes
+    go in as they are, unless `--resize_shorter_side` changes its size."""
     if hashlib.sha1(data).hexdigest() != image.sha1:
         raise InputChanged(f"{image.source.origin} changed since it was checked", image.source.origin)
-    if image.repair is None:
-        return data
     try:
-        return prepare_image(data, max_pixels).jpeg_bytes
-    except BrokenImage as error:  # cannot happen for the same bytes; kept so a bug cannot drop an image silently
+        if not where.unchanged:
+            return resize.resized_jpeg(data, where, task.resize.jpeg_quality)
+        if image.repair is None:
+            return data
+        return prepare_image(data, task.max_pixels).jpeg_bytes
+    except (BrokenImage, OSError, ValueError) as error:  # cannot happen for the same bytes; kept so a bug cannot drop an image silently
         raise InputChanged(f"{image.source.origin}: {error}", image.source.origin) from error
 
 
@@ -191,16 +186,17 @@ def _write_shard(task: ShardTask) -> dict:
                 except UnreadableSource as error:
                     raise InputChanged(f"{source.origin}: {error} (it was readable when checked)",
                                        source.origin) from error
+                where = resize.geometry(image.height, image.width, task.resize)
                 writer.write(
                     tfrecord.serialize_example(
-                        jpeg_bytes=_jpeg_bytes(image, data, task.max_pixels),
+                        jpeg_bytes=_jpeg_bytes(image, data, task, where),
                         label=labels[source.synset] + task.label_offset,
                         synset=source.synset,
                         text=task.class_text.get(source.synset, source.synset),
-                        height=image.height,
-                        width=image.width,
+                        height=where.height,
+                        width=where.width,
                         filename=source.filename,
-                        boxes=_relative_boxes(image),
+                        boxes=tuple(where.relative_box(box) for box in source.boxes),
                     )
                 )
                 classes[source.synset] += 1
