@@ -22,6 +22,9 @@ Printed, best of --repeats for each:
     times (listing, checking, writing, manifest) from its final log line;
   * steady state: the marginal rate of the second half, (N - N/2) / (t(N) - t(N/2)), which leaves
     out what does not grow with the corpus (start-up, worker start, exit);
+  * with --resize_shorter_side=256 [--center_crop]: the same conversion storing the paper's
+    downscaled images, timed in the same rounds, with its images/s and its shards' total size
+    against the originals' (issue 15);
   * last line: the end-to-end ratio, the figure of the target (at least 0.5).
 """
 
@@ -91,6 +94,11 @@ def evict_from_page_cache(root: str) -> None:
                 os.close(descriptor)
 
 
+def records_size(output_dir: str) -> int:
+    """Bytes of the shards the converter wrote."""
+    return sum(os.path.getsize(os.path.join(output_dir, name)) for name in os.listdir(output_dir) if "-of-" in name)
+
+
 def timed(command: list[str], env: dict | None = None) -> tuple[float, float, str]:
     """(wall seconds, CPU seconds of the command and its children, stderr)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -109,6 +117,9 @@ def main() -> None:
     parser.add_argument("--work_dir", default=None, help="Where to put the corpus (default: a temp dir).")
     parser.add_argument("--repeats", type=int, default=3, help="Runs of each side and size; the best is kept.")
     parser.add_argument("--cold", action="store_true", help="Evict the corpus from the page cache before every run.")
+    parser.add_argument("--resize_shorter_side", type=int, default=None,
+                        help="Also time the converter with this --resize_shorter_side (e.g. 256).")
+    parser.add_argument("--center_crop", action="store_true", help="With --resize_shorter_side: add --center_crop.")
     args = parser.parse_args()
 
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="alexnet_tf_convert_bench_")
@@ -124,6 +135,11 @@ def main() -> None:
 
     copy: dict[int, list[tuple[float, float, str]]] = {size: [] for size in corpora}
     convert: dict[int, list[tuple[float, float, str]]] = {size: [] for size in corpora}
+    resized: list[tuple[float, float, str]] = []
+    shard_bytes: dict[str, int] = {}
+    resize_flags = []
+    if args.resize_shorter_side:
+        resize_flags = [f"--resize_shorter_side={args.resize_shorter_side}"] + (["--center_crop"] if args.center_crop else [])
     for repeat in range(args.repeats):
         for size, raw_dir in corpora.items():
             # The copies are deleted only at the end: ext4 creates files slowly next to inodes
@@ -136,7 +152,15 @@ def main() -> None:
             if args.cold:
                 evict_from_page_cache(raw_dir)
             convert[size].append(timed([*tool, f"--input_dir={raw_dir}", f"--output_dir={out_dir}"], env))
+            if size == args.images:
+                shard_bytes["originals"] = records_size(out_dir)
             shutil.rmtree(out_dir)
+            if resize_flags and size == args.images:
+                if args.cold:
+                    evict_from_page_cache(raw_dir)
+                resized.append(timed([*tool, *resize_flags, f"--input_dir={raw_dir}", f"--output_dir={out_dir}"], env))
+                shard_bytes["resized"] = records_size(out_dir)
+                shutil.rmtree(out_dir)
     for size in corpora:
         for repeat in range(args.repeats):
             shutil.rmtree(os.path.join(work_dir, f"copy{size}_{repeat}"))
@@ -165,6 +189,14 @@ def main() -> None:
               f"cp -r {steady_copy:.0f} images/s: {steady_convert / steady_copy:.2f}x")
     else:
         print("steady state: not measurable in this run (the larger corpus was not slower; too noisy)")
+    if resized:
+        resized_wall, resized_cpu, _ = min(resized, key=lambda run: run[0])
+        resized_rate = full / resized_wall
+        print(f"{' '.join(resize_flags)}: {resized_rate:.0f} images/s ({resized_wall:.2f} s, CPU "
+              f"{1000 * resized_cpu / full:.2f} ms per image), {resized_rate / convert_rate:.2f}x the originals' "
+              f"{convert_rate:.0f}; records {shard_bytes['resized'] / 2**20:.1f} MiB vs "
+              f"{shard_bytes['originals'] / 2**20:.1f} MiB ({shard_bytes['resized'] / shard_bytes['originals']:.2f}x), "
+              f"{shard_bytes['resized'] / full / 1024:.1f} vs {shard_bytes['originals'] / full / 1024:.1f} KiB per image")
     cache = "read from disk (--cold)" if args.cold else "read from the page cache"
     print(f"convert ({cache}): build_tfrecords runs at {convert_rate / copy_rate:.2f}x the images/s of cp -r (target >= 0.50)")
 

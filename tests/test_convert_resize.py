@@ -90,21 +90,21 @@ def test_center_crop_stores_the_central_square(raw, tmp_path):
 def test_the_scaled_image_shows_what_the_original_did(tmp_path):
     """A red square on grey at a known place: after scaling and the centre crop it is where
     the box says, and its colour survived the antialiased filter."""
-    pixels = np.full((300, 400, 3), 128, np.uint8)
-    pixels[100:200, 200:300] = (230, 20, 20)
+    pixels = np.full((600, 800, 3), 128, np.uint8)  # large enough for libjpeg's 1/2 draft decode
+    pixels[200:400, 400:600] = (230, 20, 20)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
     synset = corpus.CLASSES[0]
     train = [corpus.RawImage(synset, f"{synset}_red.JPEG", buffer.getvalue(), corpus.STORED)]
     corpus.write_kaggle(str(tmp_path / "raw"), train, [])
     with open(tmp_path / "raw" / "LOC_train_solution.csv", "w") as handle:
-        handle.write(f"ImageId,PredictionString\n{synset}_red,{synset} 200 100 300 200\n")
+        handle.write(f"ImageId,PredictionString\n{synset}_red,{synset} 400 200 600 400\n")
 
     conversion.convert(str(tmp_path / "raw"), str(tmp_path / "out"), train_shards=1, num_workers=1,
                        resize=ResizeOptions(100, center_crop=True))
 
     (row,) = read_records(str(tmp_path / "out"), "train")
-    # 400x300 -> 133x100, columns 16..115 kept: x 200 -> 66.5 - 16 = 50.5, x 300 -> 83.75.
+    # 800x600 -> 133x100, columns 16..115 kept: x 400 -> 66.5 - 16 = 50.5, x 600 -> 83.75.
     box = [row[key][0] for key in (records.BBOX_XMIN, records.BBOX_YMIN, records.BBOX_XMAX, records.BBOX_YMAX)]
     np.testing.assert_allclose(box, [0.505, 1 / 3, 0.8375, 2 / 3], atol=1e-6)
     image = tf.io.decode_jpeg(row[records.ENCODED]).numpy().astype(int)
