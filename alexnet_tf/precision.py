@@ -26,7 +26,7 @@ def layer_policies(model: keras.Model, precision: str) -> dict[str, str]:
     """The dtype policy name each layer gets when `model` is served in `precision`."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    output_layers = {tensor._keras_history.operation.name for tensor in model.outputs}
+    output_layers = set(model.output_names)
     return {
         layer.name: "float32" if precision == "float32" or layer.name in output_layers else precision
         for layer in model.layers
