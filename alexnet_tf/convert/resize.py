@@ -1,9 +1,9 @@
 """The paper's 256x256 records: `--resize_shorter_side=256 [--center_crop] [--jpeg_quality=95]`.
 
 Section 2 of the paper "down-sampled the images to a fixed resolution of 256 x 256": shorter
-side to 256, then the central 256x256 patch. Doing that once, at conversion, makes the records
-about a quarter of the originals' size and each training decode several times cheaper, which
-is what keeps a GPU fed (issue 15; benchmarks/convert.py measures both).
+side to 256, then the central 256x256 patch. Doing that once, at conversion, halves the records
+(measured on 500x375 JPEGs, benchmarks/convert.py) and leaves each training step a third of the
+pixels to decode, which is what keeps a GPU fed (issue 15).
 
 * Images whose shorter side is above `shorter_side` are scaled down to it with Pillow's
   antialiased Lanczos filter (after libjpeg's own DCT-domain downscale by a power of two,
