@@ -27,8 +27,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from alexnet_tf import (augment, callbacks, class_files, damaged_shards, data, distribution,
-                        finetune, imagenet, label_offsets, labels, loss_scale, model, model_info, plotting,
-                        records, schedules, shard_listing, validation)
+                        finetune, imagenet, label_offsets, labels, loss_scale, model, model_info,
+                        plotting, records, schedules, shard_listing, validation)
 from alexnet_tf import resume_flags, run_lock, safe_writes, stops
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
