@@ -65,6 +65,11 @@ class StopOnNonFinite(keras.callbacks.Callback):
     the epoch this process started (non-zero when it finishes a preempted epoch).
     """
 
+    # Keras may run batch-end callbacks on a thread when every callback allows it (no
+    # per-step device sync); an exception raised there surfaces at the next step or, at the
+    # latest, before any epoch-end callback runs, and the checkpoint refuses NaN weights anyway.
+    async_safe = True
+
     def __init__(self, learning_rate: Callable[[], float], *, first_step: int = 0):
         super().__init__()
         self._learning_rate = learning_rate
