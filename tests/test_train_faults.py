@@ -71,7 +71,7 @@ def test_a_diverging_resume_stops_at_the_first_nan_and_keeps_the_good_checkpoint
     [error] = error_lines(result.stderr)
     assert re.search(r"training diverged at epoch 2, step [1-4]: the training loss is nan", error)
     assert "lower --learning_rate" in error
-    assert "a rerun resumes from " + os.path.join(model_dir, "checkpoints", "ckpt-1") in error
+    assert "resumes from " + os.path.join(model_dir, "checkpoints", "ckpt-1") in error
     # Nothing of the diverged epoch reached the disk: ckpt-1 is the latest, and finite.
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     assert latest.endswith("ckpt-1")
@@ -125,7 +125,7 @@ def test_a_full_disk_leaves_no_partial_file_and_the_rerun_resumes(records_dir, o
     checkpoints = os.path.join(model_dir, "checkpoints")
     assert f"writing {os.path.join(checkpoints, 'ckpt-2')} failed: File too large" in error
     assert re.search(r"it needs about \d+ MB", error)
-    assert "a rerun resumes from " + os.path.join(checkpoints, "ckpt-1") in error
+    assert "resumes from " + os.path.join(checkpoints, "ckpt-1") in error
     assert [name for name in checkpoint_files(model_dir) if "ckpt-2" in name] == []  # no _temp
     assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-1")
 
@@ -165,8 +165,8 @@ def test_a_second_trainer_is_refused_and_ctrl_c_stops_the_first_with_where_it_st
     log = (tmp_path / "log").read_text()
     assert returncode == 130, log[-3000:]
     assert "Traceback" not in log and "KeyboardInterrupt" not in log
-    assert re.search(r"Interrupted at epoch \d+, step \d+\. Run the same command again to "
-                     r"resume: a rerun resumes from .*ckpt-\d+ \(\d+ epoch\(s\) done", log), log[-2000:]
+    assert re.search(r"Interrupted at epoch \d+, step \d+; the same command then resumes from "
+                     r".*ckpt-\d+ \(\d+ epochs? done", log), log[-2000:]
 
 
 def test_a_resume_with_another_batch_size_is_refused_naming_both(records_dir, one_epoch_run,
