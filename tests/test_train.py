@@ -341,7 +341,6 @@ def test_a_sigterm_at_a_chosen_step_resumes_exactly_with_dropout_on(records_dir,
         (("--data_dir=",), "--data_dir"),
         (("--seed=-1",), "--seed"),
         (("--learning_rate=nan",), "--learning_rate"),
-        (("--weight_decay=nan",), "--weight_decay"),
     ],
 )
 def test_bad_flags_give_one_line_naming_the_flag(records_dir, tmp_path, flags, named):

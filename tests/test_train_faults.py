@@ -180,11 +180,11 @@ def test_a_resume_with_another_batch_size_is_refused_naming_both(records_dir, on
     assert checkpoint_files(model_dir) == checkpoint_files(one_epoch_run)  # nothing trained
 
 
-@pytest.mark.parametrize("which", ["a file", "under a file", "not writable"])
+# "under a file" takes the same path; test_run_lock.py checks its wording in-process.
+@pytest.mark.parametrize("which", ["a file", "not writable"])
 def test_an_unusable_model_dir_gives_one_line_naming_it(records_dir, tmp_path, which):
     (tmp_path / "file").write_text("not a folder")
-    model_dir = {"a file": tmp_path / "file", "under a file": tmp_path / "file" / "model",
-                 "not writable": tmp_path / "read_only" / "model"}[which]
+    model_dir = {"a file": tmp_path / "file", "not writable": tmp_path / "read_only" / "model"}[which]
     if which == "not writable":
         (tmp_path / "read_only").mkdir(mode=0o555)
         if os.access(tmp_path / "read_only", os.W_OK):
@@ -193,7 +193,5 @@ def test_an_unusable_model_dir_gives_one_line_naming_it(records_dir, tmp_path, w
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     [error] = error_lines(result.stderr)
-    expected = {"a file": "is a file, not a folder",
-                "under a file": f"is under {tmp_path / 'file'}, which is a file",
-                "not writable": "is not writable"}[which]
+    expected = {"a file": "is a file, not a folder", "not writable": "is not writable"}[which]
     assert error.startswith(f"Error: --model_dir={model_dir} {expected}"), error
