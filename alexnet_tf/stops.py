@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 import keras
 import tensorflow as tf
 
+from alexnet_tf import damaged_shards
+
 
 class TrainingDiverged(Exception):
     """The loss or the weights became NaN or infinite; nothing non-finite was saved."""
@@ -65,6 +67,11 @@ class StopOnNonFinite(keras.callbacks.Callback):
     the epoch this process started (non-zero when it finishes a preempted epoch).
     """
 
+    # Keras may run batch-end callbacks on a thread when every callback allows it (no
+    # per-step device sync); an exception raised there surfaces at the next step or, at the
+    # latest, before any epoch-end callback runs, and the checkpoint refuses NaN weights anyway.
+    async_safe = True
+
     def __init__(self, learning_rate: Callable[[], float], *, first_step: int = 0):
         super().__init__()
         self._learning_rate = learning_rate
@@ -98,22 +105,11 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 def resume_words(model_dir: str) -> str:
     """What the same command resumes from: the newest checkpoint in --model_dir, in words."""
-    try:
-        path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-        if not path:
-            return "no checkpoint was saved yet, so a rerun starts afresh"
-        reader = tf.train.load_checkpoint(path)
-        epochs = int(reader.get_tensor("completed_epochs/.ATTRIBUTES/VARIABLE_VALUE"))
-        steps = int(reader.get_tensor("steps_into_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-    except (tf.errors.OpError, ValueError):
-        return "a rerun resumes from the newest readable checkpoint in --model_dir"
-    where = f"{epochs} epoch(s) done" + (f" and {steps} step(s) of the next" if steps else "")
-    return f"a rerun resumes from {path} ({where})"
+    return damaged_shards.resume_point(os.path.join(model_dir, "checkpoints"))
 
 
 def interrupted_message(model_dir: str) -> str:
     """The line printed on Ctrl-C in place of a KeyboardInterrupt traceback."""
     where = ("before training started" if position.epoch is None
              else f"at epoch {position.epoch}, step {position.step}")
-    return (f"Interrupted {where}. Run the same command again to resume: "
-            f"{resume_words(model_dir)}")
+    return f"Interrupted {where}; {resume_words(model_dir)}"
