@@ -48,7 +48,15 @@ def records_copy(corpus, tmp_path) -> str:
 def run_evaluate(capsys, *args: str) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `python -m alexnet_tf.evaluate ARGS`, in this process."""
     with flagsaver.flagsaver():
-        FLAGS(["evaluate", *args])
+        # Sets evaluate's flags one by one rather than parsing a command line: other test
+        # modules in this process define CLIs with required flags of their own (the
+        # converter's --output_dir), whose validators a full parse would run.
+        FLAGS.unparse_flags()
+        FLAGS.mark_as_parsed()
+        FLAGS["verbosity"].parse("0")  # absl's INFO, as a parsed command line sets it
+        for argument in args:
+            name, _, value = argument[2:].partition("=")
+            FLAGS[name].parse(value)
         try:
             evaluate.main(["evaluate"])
             code = 0
