@@ -39,8 +39,10 @@ def sniff_format(image_bytes: tf.Tensor) -> tf.Tensor:
 
     The same signatures `tf.io.decode_image` dispatches on.
     """
+    head = _head(image_bytes, 12)
+
     def starts_with(prefix: bytes, offset: int = 0) -> tf.Tensor:
-        return tf.equal(tf.strings.substr(image_bytes, offset, len(prefix)), prefix)
+        return tf.equal(tf.strings.substr(head, offset, len(prefix)), prefix)
 
     checks = (
         (starts_with(b"\xff\xd8\xff"), JPEG),
@@ -53,6 +55,11 @@ def sniff_format(image_bytes: tf.Tensor) -> tf.Tensor:
     for matches, code in reversed(checks):
         result = tf.where(matches, tf.constant(code, tf.int32), result)
     return result
+
+
+def _head(image_bytes: tf.Tensor, length: int) -> tf.Tensor:
+    """The first `length` bytes, zero-padded: substr fails on a position past a string's end."""
+    return tf.strings.join([tf.strings.substr(image_bytes, 0, length), b"\x00" * length])
 
 
 class _Bytes:
@@ -97,7 +104,7 @@ def png_size(image_bytes: tf.Tensor):
     """(height, width, bit_depth, color_type, problem) from PNG's IHDR chunk."""
     header = _Bytes(image_bytes, prefix=26)
     problem = _problem_if(header.length < 26, "truncated PNG header", _no_problem())
-    is_ihdr = tf.equal(tf.strings.substr(image_bytes, 12, 4), b"IHDR")
+    is_ihdr = tf.equal(tf.strings.substr(_head(image_bytes, 16), 12, 4), b"IHDR")
     problem = _problem_if(tf.logical_not(is_ihdr), "PNG without IHDR first", problem)
     width = header.big_endian(16, 4)
     height = header.big_endian(20, 4)
@@ -123,7 +130,7 @@ def webp_size(image_bytes: tf.Tensor):
     """(height, width, animated, problem) from the first chunk of a WebP file."""
     header = _Bytes(image_bytes, prefix=30)
     problem = _problem_if(header.length < 30, "truncated WebP header", _no_problem())
-    chunk = tf.strings.substr(image_bytes, 12, 4)
+    chunk = tf.strings.substr(_head(image_bytes, 16), 12, 4)
     lossless_bits = header.little_endian(21, 4)
     width = tf.case(
         [

@@ -113,9 +113,11 @@ def classify_file(
         )
     except tf.errors.InvalidArgumentError as error:
         refusal = _REFUSAL.search(error.message)
-        if refusal:  # the graph's own checks: a bomb, a malformed header, an unknown format
+        # The graph's own checks: an image over the export's limits is refused; a malformed
+        # header or an unknown format is not a usable image, as a decoder's error is.
+        if refusal and "over the limit" in refusal.group(1):
             raise PredictError(f"{image_path}: refused: {refusal.group(1)}") from None
-        reason = _tensorflow_reason(error)
+        reason = refusal.group(1) if refusal else _tensorflow_reason(error)
         raise PredictError(f"{image_path}: not a usable image: {reason}") from None
     predictions = []
     for rank, (class_id, score, synset) in enumerate(

@@ -102,7 +102,9 @@ def loaded(export_base):
 
 
 def test_export_writes_version_1_with_the_files_tf_serving_reads(export_base):
-    assert sorted(os.listdir(export_base)) == ["1", "models.config", "request.json"]
+    assert sorted(os.listdir(export_base)) == [
+        "1", "batching_parameters.txt", "models.config", "request.json"
+    ]
     version_dir = os.path.join(export_base, "1")
     assert os.path.isfile(os.path.join(version_dir, "saved_model.pb"))
     assert os.path.isdir(os.path.join(version_dir, "variables"))

@@ -136,6 +136,9 @@ def test_transparent_pixels_are_white_not_black():
 def test_a_malformed_header_or_unknown_format_is_refused_by_name():
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"not a JPEG, PNG, GIF, BMP or WebP image \(its first bytes: 68 65"):
         decode(b"hello, world")
+    for name, short in (("empty", b""), ("PNG signature only", b"\x89PNG\r\n\x1a\n"), ("RIFF", b"RIFF")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"not a JPEG|truncated PNG header"):
+            decode(short)
     with pytest.raises(tf.errors.InvalidArgumentError, match="truncated GIF: its first frame is cut off"):
         decode(real_files()["gif"][:-20])
     with pytest.raises(tf.errors.InvalidArgumentError, match="GIF without an image before its end"):

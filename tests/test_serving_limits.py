@@ -80,7 +80,7 @@ MEASURE = textwrap.dedent(
         results[name] = {
             "error": error, "message": message, "probabilities": probabilities,
             "seconds": min(t["seconds"] for t in tries),
-            "megabytes": min(t["megabytes"] for t in tries),
+            "megabytes": max(t["megabytes"] for t in tries),
             "next_request_answered": bool((after == reference).all()),
         }
     print(json.dumps(results))
