@@ -26,9 +26,9 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from alexnet_tf import (callbacks, class_files, damaged_shards, data, distribution, finetune,
-                        imagenet, label_offsets, labels, loss_scale, model, model_info, plotting,
-                        records, schedules, shard_listing, validation)
+from alexnet_tf import (callbacks, class_files, damaged_shards, data, device_input,
+                        distribution, finetune, imagenet, label_offsets, labels, loss_scale, model,
+                        model_info, plotting, records, schedules, shard_listing, validation)
 from alexnet_tf import resume_flags, run_lock, safe_writes, stops
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
@@ -281,7 +281,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
                 batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
                 label_offset=label_offset, shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed,
                 input_context=context, cache=FLAGS.cache_records, repeat=True,
-                lighting=FLAGS.lighting, first_epoch=first_epoch,
+                lighting=FLAGS.lighting, first_epoch=first_epoch, finish_on_device=True,
                 batches_per_epoch=distribution.batches_per_pipeline(context, steps),
                 skip_batches=distribution.batches_per_pipeline(context, steps_done))
 
@@ -366,6 +366,8 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
             size = FLAGS.image_size
             distribution.fit_under_multi_worker(
                 network, (tf.TensorSpec([None, size, size, 3]), tf.TensorSpec([None], tf.int32)))
+        # Last, around whichever step the lines above chose: uint8 crops -> float on the device.
+        device_input.finish_in_train_step(network, FLAGS.image_size)
         # Slots exist before a restore (mixed_float16 wraps it in a LossScaleOptimizer).
         network.optimizer.build(network.trainable_variables)
     return network

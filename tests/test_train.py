@@ -156,6 +156,26 @@ def test_the_trainer_hands_the_model_half_the_papers_weight_decay(two_replica_ru
     assert coefficients == {name: pytest.approx(2.5e-4) for name in coefficients}
 
 
+def test_the_saved_model_takes_float_pixels_though_training_fed_uint8(records_dir,
+                                                                     two_replica_run):
+    """Training hands the step uint8 crops; model.keras keeps its float32 input contract."""
+    from alexnet_tf import data, model as alexnet_model
+
+    model_dir, _ = two_replica_run
+    saved = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
+    fresh = alexnet_model.build_alexnet(num_classes=NUM_CLASSES, image_size=67,
+                                        initialization="he")
+    assert [(i.name, i.dtype, tuple(i.shape)) for i in saved.inputs] == [
+        ("images", "float32", (None, 67, 67, 3))]
+    assert [layer.name for layer in saved.layers] == [layer.name for layer in fresh.layers]
+    validation = data.build_dataset(os.path.join(records_dir, "validation-*"), training=False,
+                                    batch_size=16, image_size=67, label_offset=1)
+    images, labels = next(iter(validation))
+    accuracy = np.mean(np.argmax(saved.predict(images, verbose=0), axis=1) == labels.numpy())
+    assert accuracy == pytest.approx(read_json(model_dir, "summary.json")["validation"][
+        "top1_accuracy"])
+
+
 # Seeded, with the paper's dropout 0.5: an interrupted run must then end exactly where an
 # uninterrupted one does (weights, momenta, step count, plateau schedule memory, dropout's
 # random state), not just take as many steps.
