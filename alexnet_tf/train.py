@@ -27,8 +27,9 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from alexnet_tf import (callbacks, class_files, damaged_shards, data, device_input,
-                        distribution, finetune, imagenet, label_offsets, labels, loss_scale, model,
-                        model_info, plotting, records, schedules, shard_listing, validation)
+                        distribution, execution, finetune, imagenet, label_offsets, labels,
+                        loss_scale, model, model_info, plotting, records, schedules, shard_listing,
+                        validation)
 from alexnet_tf import resume_flags, run_lock, safe_writes, stops
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
@@ -114,6 +115,10 @@ flags.DEFINE_enum("mixed_precision", "auto", distribution.MIXED_PRECISION_CHOICE
                   "GPU, else float32 ('none').")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step. Honoured under "
                   "multi-replica strategies too (compiled per replica).")
+flags.DEFINE_integer("steps_per_execution", 1, "Training steps per call into TensorFlow: the "
+                     "host waits for the device once per call, and preemption saves and "
+                     "callbacks act every this many steps (and at each epoch's end).",
+                     lower_bound=1)
 flags.DEFINE_integer("num_cpu_replicas", 0, "Split the CPU into this many logical devices "
                      "and mirror over them (tests the multi-replica path without GPUs).",
                      lower_bound=0)
@@ -358,7 +363,9 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
                 keras.metrics.SparseCategoricalAccuracy(name="top1_accuracy"),
                 keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")],
             # An explicit bool: "auto" would silently turn XLA off under any strategy.
-            jit_compile=FLAGS.jit_compile and not per_replica_xla)
+            jit_compile=FLAGS.jit_compile and not per_replica_xla,
+            # Keras's count of calls per epoch; execution.ExactStepsPerExecution runs them.
+            steps_per_execution=FLAGS.steps_per_execution)
         validation.weight_loss_by_examples(network)
         if per_replica_xla:
             distribution.compile_replica_step_with_xla(network)
@@ -459,6 +466,7 @@ def train() -> dict:
         # First: it must stop a diverged step before any callback below saves it.
         stops.StopOnNonFinite(lambda: float(network.optimizer.learning_rate.numpy()),
                               first_step=steps_done),
+        execution.ExactStepsPerExecution(FLAGS.train_steps),
         throughput,
         callbacks.LearningRateFromSchedule(schedule),
         callbacks.SaveEachEpoch(
@@ -472,8 +480,7 @@ def train() -> dict:
             check_every=FLAGS.preemption_check_steps if distribution.worker_count() > 1 else 1),
     ]
     if FLAGS.train_steps:
-        callback_list += [callbacks.StopAtStep(FLAGS.train_steps),
-                          callbacks.ProgressBarToStep(FLAGS.train_steps)]
+        callback_list.append(callbacks.ProgressBarToStep(FLAGS.train_steps))
     callback_list.append(_SPLIT_BEING_READ)
     if chief and importlib.util.find_spec("tensorboard"):
         callback_list.append(keras.callbacks.TensorBoard(os.path.join(FLAGS.model_dir, "logs")))

@@ -337,6 +337,17 @@ def test_a_sigterm_at_a_chosen_step_resumes_exactly_with_dropout_on(records_dir,
     assert_same_training_state(model_dir, uninterrupted_run)
 
 
+@pytest.mark.slow
+def test_several_steps_per_execution_train_exactly_like_one(records_dir, uninterrupted_run,
+                                                           tmp_path):
+    """3 steps per call over 8-step epochs (calls of 3, 3, 2): the same 24 steps and state."""
+    model_dir = str(tmp_path / "model")
+    result = run_trainer(records_dir, model_dir, *EXACT_RUN_FLAGS, "--steps_per_execution=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_json(model_dir, "summary.json")["steps_completed"] == 3 * 8
+    assert_same_training_state(model_dir, uninterrupted_run)
+
+
 @pytest.mark.parametrize(
     "flags, named",
     [
