@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import callbacks, execution, schedules
+from alexnet_tf import callbacks, distribution, execution, schedules
 
 
 def _stream():
@@ -142,3 +142,19 @@ def test_workers_agree_after_each_call_that_reaches_a_multiple_of_check_every(tm
          extra=[callbacks.CheckpointOnPreemption(checkpoint, any_worker=any_worker,
                                                  check_every=4)])
     assert asked_at == [6, 9, 10, 10]  # the last one at the epoch's end
+
+
+def test_a_dataset_prefetched_to_the_device_trains_like_the_plain_one():
+    """One replica: the batches are copied ahead to the device (here the CPU, on CI)."""
+    strategy = tf.distribute.get_strategy()
+    plain = _model(2)
+    _fit(plain, distribution.distribute(strategy, lambda context: _stream()), epochs=2,
+         steps_per_epoch=5)
+    prefetched_stream = distribution.distribute(strategy, lambda context: _stream(),
+                                                prefetch_device="/cpu:0")
+    # prefetch_to_device is a copy to the device followed by a prefetch there.
+    assert type(prefetched_stream._input_dataset).__name__ == "_CopyToDeviceDataset"
+    prefetched = _model(2)
+    _fit(prefetched, prefetched_stream, epochs=2, steps_per_epoch=5)
+    for got, expected in zip(prefetched.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(got, expected)
