@@ -65,6 +65,8 @@ flags.DEFINE_integer("batch_size", 64, "Batch size of every measured pipeline.")
 flags.DEFINE_integer(
     "rounds", 3, "Timed passes over the records per contender, taken in turns; the best counts."
 )
+flags.DEFINE_list("contenders", [], "Measure only these (default: all), e.g. "
+                  "decode_256,pipeline_256 for the 256x256 records alone.")
 flags.register_validator("num_images", lambda v: v >= 64, "--num_images must be at least 64")
 flags.register_validator("num_shards", lambda v: v >= 1, "--num_shards must be at least 1")
 flags.register_validator("batch_size", lambda v: v >= 1, "--batch_size must be at least 1")
@@ -312,6 +314,12 @@ def main(argv: list[str]) -> None:
         "pipeline_256": ("build_dataset(training), 256x256 records",
                          pipeline_now(square_pattern, batch_size)),
     }
+    unknown = set(FLAGS.contenders) - set(contenders)
+    if unknown:
+        raise app.UsageError(f"--contenders: unknown {sorted(unknown)}; choose from "
+                             f"{sorted(contenders)}")
+    if FLAGS.contenders:
+        contenders = {name: contenders[name] for name in FLAGS.contenders}
     results = measure({name: dataset for name, (_, dataset) in contenders.items()},
                       FLAGS.rounds)
     cores = len(os.sched_getaffinity(0))
@@ -319,6 +327,9 @@ def main(argv: list[str]) -> None:
     for name, (label, _) in contenders.items():
         rate, cpu_ms = results[name]
         print(f"  {label:52s} {rate:8.1f} images/s  {cpu_ms:6.3f} CPU ms/image")
+
+    if FLAGS.contenders:
+        return
 
     def rate(name):
         return results[name][0]
