@@ -99,7 +99,7 @@ def train_images_per_second(model_dir: str, settings: list[str], args) -> float:
             f"--steps_per_execution={args.steps_per_execution}", "--progress=none",
             "--keep_checkpoints=1", *settings]
     if args.dry_run:
-        argv += ["--image_size=67", "--num_classes=4", "--shuffle_buffer=64"]
+        argv += ["--image_size=67", "--shuffle_buffer=64"]
     flags.FLAGS.unparse_flags()
     flags.FLAGS(argv)
     summary = train.train()
