@@ -60,8 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peak_tflops_32", type=float, default=67.0,
                         help="Float32 peak without tensor cores (H200 SXM: 67).")
     parser.add_argument("--peak_tflops_tf32", type=float, default=495.0,
-                        help="TF32 tensor-core peak, what TensorFlow uses for float32 (H200: 495).")
-    parser.add_argument("--work_dir", default=None, help="Scratch folder (default: a temporary one).")
+                        help="TF32 tensor-core peak, what TensorFlow uses for float32 "
+                        "(H200: 495).")
+    parser.add_argument("--work_dir", default=None,
+                        help="Scratch folder (default: a temporary one).")
     args = parser.parse_args(argv)
     if args.dry_run:
         args.batch_size, args.steps, args.warmup_steps = 8, 4, 1
@@ -166,9 +168,11 @@ def main(argv: list[str] | None = None) -> None:
               f"took {time.monotonic() - started:.0f} s")
         print(json.dumps({"synthetic": {f"{p}{'+xla' if x else ''}": r
                                         for (p, x), r in rates.items()}, "real": real}))
+        peak = args.peak_tflops_32 if best_precision == "float32" else args.peak_tflops_16
+        best_mfu = best_rate * TRAINING_FLOP_PER_IMAGE / 1e12 / peak
         print(f"gpu: real data reaches {real / best_rate:.2f}x of synthetic images/s at "
               f"{best_precision}{' + XLA' if best_xla else ''} ({real:.0f} vs {best_rate:.0f}); "
-              f"best MFU {best_rate * TRAINING_FLOP_PER_IMAGE / 1e12 / (args.peak_tflops_32 if best_precision == 'float32' else args.peak_tflops_16):.1%}")
+              f"best MFU {best_mfu:.1%}")
     finally:
         if not args.work_dir:
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -11,7 +11,8 @@ adds little on top. The pipeline measured is what the trainer runs: `build_datas
 finish_on_device=True)`, which hands the accelerator uint8 crops and per-image offsets and leaves
 the cast, mean and lighting to the training step (alexnet_tf/device_input.py).
 
-    taskset -c 0 python benchmarks/input_pipeline.py [--num_images=1500] [--data_dir=DIR] [--rounds=3]
+    taskset -c 0 python benchmarks/input_pipeline.py [--num_images=1500] [--data_dir=DIR]
+        [--rounds=3] [--contenders=decode_256,pipeline_256]
 
 Writes ImageNet-like records (500x375, quality 90, ~100 KB each) to a temporary folder (or
 reuses --data_dir), and the same images scaled to 256 on the shorter side and centre-cropped to
@@ -99,7 +100,7 @@ def imagenet_like_jpeg(rng: np.random.Generator) -> bytes:
 
 
 def paper_256(jpeg: bytes) -> tuple[bytes, int, int]:
-    """The paper's 256x256 image (section 2): shorter side scaled to 256, centre crop; quality 95."""
+    """The paper's 256x256 image (section 2): shorter side to 256, centre crop; quality 95."""
     image = Image.open(io.BytesIO(jpeg)).convert("RGB")
     scale = SQUARE_SIDE / min(image.size)
     width, height = round(image.width * scale), round(image.height * scale)
