@@ -136,10 +136,19 @@ def subtract_mean(image: tf.Tensor, lighting: tf.Tensor | None = None) -> tf.Ten
 
     Adding the lighting shift in the same op saves a pass over every training image.
     """
+    return add_per_channel(tf.cast(image, tf.float32), pixel_offset(lighting))
+
+
+def pixel_offset(lighting: tf.Tensor | None = None) -> tf.Tensor:
+    """The [3] float32 offset `subtract_mean` adds to every pixel: minus the mean, plus `lighting`.
+
+    Training computes it per image on the host (from the image's seed) and hands it to the
+    accelerator with the uint8 crop (`alexnet_tf.device_input`), which adds it there.
+    """
     offset = -tf.constant(imagenet.RGB_MEAN)
     if lighting is not None:
         offset += lighting
-    return add_per_channel(tf.cast(image, tf.float32), offset)
+    return offset
 
 
 def add_per_channel(image: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:

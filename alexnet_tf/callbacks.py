@@ -27,6 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from alexnet_tf import plotting, safe_writes, stops
+from alexnet_tf.execution import steps_run
 
 
 class TrainingPreempted(Exception):
@@ -170,8 +171,8 @@ class Throughput(keras.callbacks.Callback):
     """Training images per second, shown on the progress bar and logged per epoch.
 
     Steady state only: the first `warmup_steps` steps of the process (tracing, XLA compilation,
-    filling the input pipeline's buffers) and the first step of each epoch (which follows
-    validation) are not timed.
+    filling the input pipeline's buffers) and the first call of each epoch (which follows
+    validation; one step, or --steps_per_execution steps) are not timed.
     """
 
     def __init__(self, global_batch_size: int, warmup_steps: int):
@@ -184,6 +185,7 @@ class Throughput(keras.callbacks.Callback):
         self._epoch_images = 0
         self._epoch_seconds = 0.0
         self._last_step_end = None
+        self._epoch_steps = 0
 
     @property
     def steady_state_images_per_second(self) -> float | None:
@@ -191,15 +193,18 @@ class Throughput(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_images, self._epoch_seconds, self._last_step_end = 0, 0.0, None
+        self._epoch_steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
-        self._steps_seen += 1
+        steps = steps_run(self, batch) - self._epoch_steps
+        self._epoch_steps += steps
+        self._steps_seen += steps
         if self._last_step_end is not None and self._steps_seen > self.warmup_steps:
             self._epoch_seconds += now - self._last_step_end
-            self._epoch_images += self.global_batch_size
+            self._epoch_images += self.global_batch_size * steps
             self._total_seconds += now - self._last_step_end
-            self._total_images += self.global_batch_size
+            self._total_images += self.global_batch_size * steps
         self._last_step_end = now
         if self._epoch_seconds and logs is not None:
             logs["images_per_second"] = self._epoch_images / self._epoch_seconds
@@ -241,7 +246,7 @@ class SaveEachEpoch(keras.callbacks.Callback):
         self._epoch_started = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
-        self._steps_this_epoch += 1
+        self._steps_this_epoch = steps_run(self, batch)
 
     def on_epoch_end(self, epoch, logs=None):
         if self._resumed_steps:
@@ -279,6 +284,10 @@ class CheckpointOnPreemption(keras.callbacks.Callback):
 
     `first_step` is where in the epoch this process started (non-zero when it is itself
     finishing a preempted epoch), so repeated preemptions of one epoch add up correctly.
+
+    With several steps per call (`execution.StepsPerExecution`) it acts after a call, so it
+    stops at a multiple of --steps_per_execution steps (or the epoch's end), and the workers
+    ask each other after the first call that reaches each multiple of `check_every` steps.
     """
 
     def __init__(self, checkpoint: TrainingCheckpoint, *, first_step: int = 0,
@@ -294,6 +303,7 @@ class CheckpointOnPreemption(keras.callbacks.Callback):
         self._signalled = False
         self._stop_at_epoch_end = False
         self._previous_handler = None
+        self._steps_at_last_call = 0
 
     def _on_sigterm(self, signum, frame):
         logging.warning("SIGTERM received: saving a checkpoint after the current step%s",
@@ -309,6 +319,7 @@ class CheckpointOnPreemption(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._steps_at_last_call = 0
 
     def on_epoch_end(self, epoch, logs=None):
         self._first_step, self._earlier_logs = 0, {}
@@ -322,9 +333,11 @@ class CheckpointOnPreemption(keras.callbacks.Callback):
             )
 
     def on_train_batch_end(self, batch, logs=None):
-        steps_this_run = batch + 1
+        steps_this_run = steps_run(self, batch)
         last_step = steps_this_run == self.params.get("steps")
-        if steps_this_run % self._check_every and not last_step:
+        checks_before = self._steps_at_last_call // self._check_every
+        self._steps_at_last_call = steps_this_run
+        if steps_this_run // self._check_every == checks_before and not last_step:
             return
         if not self._any_worker(self._signalled):
             return
@@ -347,21 +360,6 @@ class CheckpointOnPreemption(keras.callbacks.Callback):
             f"preempted: saved {path} at epoch {self._epoch + 1}, step {steps_into_epoch}; "
             "run the same command again to resume"
         )
-
-
-class StopAtStep(keras.callbacks.Callback):
-    """Ends training once the optimizer has taken `train_steps` steps (--train_steps).
-
-    The epoch that reaches the cap is cut short but still validated and checkpointed.
-    """
-
-    def __init__(self, train_steps: int):
-        super().__init__()
-        self.train_steps = train_steps
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) >= self.train_steps:
-            self.model.stop_training = True
 
 
 class ProgressBarToStep(keras.callbacks.ProgbarLogger):

@@ -75,6 +75,51 @@ def decode_and_random_crop(
     return image
 
 
+def decode_and_random_crop_uint8(
+    jpeg_bytes: tf.Tensor, seed: tf.Tensor, image_size: int = 227,
+    crop_region: str = augment.PAPER_CROP_REGION,
+) -> tf.Tensor:
+    """uint8 [S, S, 3]: `decode_and_random_crop`'s crop, as the accelerator receives it.
+
+    A window of exactly S pixels (every window of a 256 x 256 record, at S = 227) needs no
+    resize: the decoded pixels are the crop, bit for bit what the float path gives, without
+    a float copy. A window that must be resized is rounded back to uint8 afterwards, a change
+    of at most 0.5 on the 0..255 scale (JPEG's own error on these images is several times
+    that, the lighting noise's standard deviation about 5).
+    """
+    shape = tf.image.extract_jpeg_shape(jpeg_bytes)
+    window = augment.random_crop_window(shape[0], shape[1], image_size, seed, crop_region)
+    image = tf.image.decode_and_crop_jpeg(jpeg_bytes, window, channels=3)
+    image = tf.cond(
+        tf.equal(window[2], image_size),
+        lambda: image,
+        lambda: tf.cast(tf.round(augment.resize_bilinear(image, [image_size, image_size])),
+                        tf.uint8),
+    )
+    image.set_shape([image_size, image_size, 3])
+    return image
+
+
+def augment_for_train(
+    jpeg_bytes: tf.Tensor, seed: tf.Tensor, image_size: int = 227, lighting: bool = True,
+    crop_region: str = augment.PAPER_CROP_REGION,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """(uint8 [S, S, 3] crop, float32 [3] offset): the host's share of the paper's augmentation.
+
+    Random crop of the 256-scaled image and random mirror on uint8 pixels; the offset is minus
+    the mean plus this image's PCA lighting draw (`augment.pixel_offset`), for the accelerator
+    to add (`device_input.to_model_input`). `seed` ([2] int) drives every random choice, as
+    before the split, so a seed gives the same crop, mirror and lighting as it always did.
+    """
+    crop_seed, flip_seed, lighting_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, num=3)
+    )
+    image = decode_and_random_crop_uint8(jpeg_bytes, crop_seed, image_size, crop_region)
+    image = augment.random_flip(image, flip_seed)
+    shift = augment.lighting_shift(lighting_seed) if lighting else None
+    return image, augment.pixel_offset(shift)
+
+
 def preprocess_for_train(
     jpeg_bytes: tf.Tensor, seed: tf.Tensor, image_size: int = 227, lighting: bool = True,
     crop_region: str = augment.PAPER_CROP_REGION,
@@ -82,20 +127,12 @@ def preprocess_for_train(
     """float32 [S, S, 3]: random crop of the 256-scaled image, random mirror, lighting, mean.
 
     Records are always RGB JPEG (the converter re-encodes anything else), so this may use
-    JPEG-only ops. `seed` ([2] int) drives every random choice for this image.
-
-    The mirror and the colour shift stay here rather than on the batch: on an image that is
-    still in the core's cache they cost about 0.08 CPU ms together, while the same work on a
-    [64, 227, 227, 3] batch (40 MB, out of cache) made the pipeline about 50% dearer per image
-    (benchmarks/README.md).
+    JPEG-only ops. `seed` ([2] int) drives every random choice for this image. The trainer
+    runs the last step (cast and offset) on the accelerator instead (`build_dataset`'s
+    `finish_on_device`); this is the same computation on the host.
     """
-    crop_seed, flip_seed, lighting_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, num=3)
-    )
-    image = decode_and_random_crop(jpeg_bytes, crop_seed, image_size, crop_region)
-    image = augment.random_flip(image, flip_seed)
-    shift = augment.lighting_shift(lighting_seed) if lighting else None
-    return augment.subtract_mean(image, shift)
+    image, offset = augment_for_train(jpeg_bytes, seed, image_size, lighting, crop_region)
+    return augment.add_per_channel(tf.cast(image, tf.float32), offset)
 
 
 def _matching_files(file_pattern: str | Sequence[str]) -> list[str]:
@@ -112,7 +149,8 @@ def _matching_files(file_pattern: str | Sequence[str]) -> list[str]:
 
 
 def _validate_arguments(
-    *, training: bool, batch_size: int, image_size: int, ten_crop: bool, shuffle_buffer: int
+    *, training: bool, finish_on_device: bool, batch_size: int, image_size: int,
+    ten_crop: bool, shuffle_buffer: int,
 ) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -121,6 +159,8 @@ def _validate_arguments(
             f"image_size must be in [1, {augment.SHORTER_SIDE}] (crops come from the image "
             f"scaled to {augment.SHORTER_SIDE}), got {image_size}"
         )
+    if finish_on_device and not training:
+        raise ValueError("finish_on_device is for training batches; it needs training=True")
     if ten_crop and training:
         raise ValueError("ten_crop is the test-time protocol; it needs training=False")
     if shuffle_buffer < 1:
@@ -293,6 +333,7 @@ def build_dataset(
     skip_batches: int = 0,
     pad_to_examples: int | None = None,
     crop_region: str = augment.PAPER_CROP_REGION,
+    finish_on_device: bool = False,
 ) -> tf.data.Dataset:
     """(images, labels) batches from the converter's TFRecord shards (a glob or a list of files).
 
@@ -326,11 +367,16 @@ def build_dataset(
     `pad_to_examples` (evaluation) appends zero-weight examples up to that many and yields
     (images, labels, weights), so that every replica gets whole batches (alexnet_tf/validation.py).
     `crop_region` is where training crops and ten crops lie (`augment.CROP_REGIONS`).
+
+    `finish_on_device` (training only): yield ((uint8 [B, S, S, 3] crops, float32 [B, 3]
+    offsets), labels) and leave the cast and the offset (mean and lighting) to the training
+    step (`device_input.finish_in_train_step`): a quarter of the bytes per batch, and less
+    work per image on the host. Same values once finished (`device_input.to_model_input`).
     """
     if crop_region not in augment.CROP_REGIONS:
         raise ValueError(f"crop_region must be one of {augment.CROP_REGIONS}, got {crop_region!r}")
     _validate_arguments(
-        training=training,
+        training=training, finish_on_device=finish_on_device,
         batch_size=batch_size,
         image_size=image_size,
         ten_crop=ten_crop,
@@ -362,11 +408,14 @@ def build_dataset(
         def parse_and_augment(record_and_key, pass_seed):
             serialized, key = record_and_key
             example = tf.io.parse_single_example(serialized, parse_spec)
-            image = preprocess_for_train(
+            image, offset = augment_for_train(
                 example[records.ENCODED], _augmentation_seed(pass_seed, key), image_size, lighting,
                 crop_region,
             )
-            return image, _labels(example[records.LABEL], label_offset)
+            if not finish_on_device:
+                image = augment.add_per_channel(tf.cast(image, tf.float32), offset)
+                return image, _labels(example[records.LABEL], label_offset)
+            return (image, offset), _labels(example[records.LABEL], label_offset)
 
         dataset = dataset.map(
             parse_and_augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic

@@ -26,9 +26,10 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from alexnet_tf import (augment, callbacks, class_files, damaged_shards, data, distribution,
-                        finetune, imagenet, label_offsets, labels, loss_scale, model, model_info,
-                        plotting, records, schedules, shard_listing, validation)
+from alexnet_tf import (augment, callbacks, class_files, damaged_shards, data, device_input,
+                        distribution, execution, finetune, imagenet, label_offsets, labels,
+                        loss_scale, model, model_info, plotting, records, schedules, shard_listing,
+                        validation)
 from alexnet_tf import resume_flags, run_lock, safe_writes, stops
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
@@ -118,6 +119,10 @@ flags.DEFINE_enum("mixed_precision", "auto", distribution.MIXED_PRECISION_CHOICE
                   "GPU, else float32 ('none').")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step. Honoured under "
                   "multi-replica strategies too (compiled per replica).")
+flags.DEFINE_integer("steps_per_execution", 1, "Training steps per call into TensorFlow: the "
+                     "host waits for the device once per call, and preemption saves and "
+                     "callbacks act every this many steps (and at each epoch's end).",
+                     lower_bound=1)
 flags.DEFINE_integer("num_cpu_replicas", 0, "Split the CPU into this many logical devices "
                      "and mirror over them (tests the multi-replica path without GPUs).",
                      lower_bound=0)
@@ -286,6 +291,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
                 label_offset=label_offset, shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed,
                 input_context=context, cache=FLAGS.cache_records, repeat=True,
                 lighting=FLAGS.lighting, crop_region=FLAGS.crop_region, first_epoch=first_epoch,
+                finish_on_device=True,
                 batches_per_epoch=distribution.batches_per_pipeline(context, steps),
                 skip_batches=distribution.batches_per_pipeline(context, steps_done))
 
@@ -362,7 +368,9 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
                 keras.metrics.SparseCategoricalAccuracy(name="top1_accuracy"),
                 keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")],
             # An explicit bool: "auto" would silently turn XLA off under any strategy.
-            jit_compile=FLAGS.jit_compile and not per_replica_xla)
+            jit_compile=FLAGS.jit_compile and not per_replica_xla,
+            # Keras's count of calls per epoch; execution.ExactStepsPerExecution runs them.
+            steps_per_execution=FLAGS.steps_per_execution)
         validation.weight_loss_by_examples(network)
         if per_replica_xla:
             distribution.compile_replica_step_with_xla(network)
@@ -370,6 +378,8 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
             size = FLAGS.image_size
             distribution.fit_under_multi_worker(
                 network, (tf.TensorSpec([None, size, size, 3]), tf.TensorSpec([None], tf.int32)))
+        # Last, around whichever step the lines above chose: uint8 crops -> float on the device.
+        device_input.finish_in_train_step(network, FLAGS.image_size)
         # Slots exist before a restore (mixed_float16 wraps it in a LossScaleOptimizer).
         network.optimizer.build(network.trainable_variables)
     return network
@@ -461,6 +471,7 @@ def train() -> dict:
         # First: it must stop a diverged step before any callback below saves it.
         stops.StopOnNonFinite(lambda: float(network.optimizer.learning_rate.numpy()),
                               first_step=steps_done),
+        execution.ExactStepsPerExecution(FLAGS.train_steps),
         throughput,
         callbacks.LearningRateFromSchedule(schedule),
         callbacks.SaveEachEpoch(
@@ -474,8 +485,7 @@ def train() -> dict:
             check_every=FLAGS.preemption_check_steps if distribution.worker_count() > 1 else 1),
     ]
     if FLAGS.train_steps:
-        callback_list += [callbacks.StopAtStep(FLAGS.train_steps),
-                          callbacks.ProgressBarToStep(FLAGS.train_steps)]
+        callback_list.append(callbacks.ProgressBarToStep(FLAGS.train_steps))
     callback_list.append(_SPLIT_BEING_READ)
     if chief and importlib.util.find_spec("tensorboard"):
         callback_list.append(keras.callbacks.TensorBoard(os.path.join(FLAGS.model_dir, "logs")))

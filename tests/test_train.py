@@ -169,6 +169,26 @@ def test_the_trainer_hands_the_model_half_the_papers_weight_decay(two_replica_ru
     assert coefficients == {name: pytest.approx(2.5e-4) for name in coefficients}
 
 
+def test_the_saved_model_takes_float_pixels_though_training_fed_uint8(records_dir,
+                                                                     two_replica_run):
+    """Training hands the step uint8 crops; model.keras keeps its float32 input contract."""
+    from alexnet_tf import data, model as alexnet_model
+
+    model_dir, _ = two_replica_run
+    saved = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
+    fresh = alexnet_model.build_alexnet(num_classes=NUM_CLASSES, image_size=67,
+                                        initialization="he")
+    assert [(i.name, i.dtype, tuple(i.shape)) for i in saved.inputs] == [
+        ("images", "float32", (None, 67, 67, 3))]
+    assert [layer.name for layer in saved.layers] == [layer.name for layer in fresh.layers]
+    validation = data.build_dataset(os.path.join(records_dir, "validation-*"), training=False,
+                                    batch_size=16, image_size=67, label_offset=1)
+    images, labels = next(iter(validation))
+    accuracy = np.mean(np.argmax(saved.predict(images, verbose=0), axis=1) == labels.numpy())
+    assert accuracy == pytest.approx(read_json(model_dir, "summary.json")["validation"][
+        "top1_accuracy"])
+
+
 # Seeded, with the paper's dropout 0.5: an interrupted run must then end exactly where an
 # uninterrupted one does (weights, momenta, step count, plateau schedule memory, dropout's
 # random state), not just take as many steps.
@@ -327,6 +347,17 @@ def test_a_sigterm_at_a_chosen_step_resumes_exactly_with_dropout_on(records_dir,
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 epochs done, 3 steps into the next" in result.stderr
     assert read_json(model_dir, "history.json")[1]["resumed_at_step"] == 3
+    assert read_json(model_dir, "summary.json")["steps_completed"] == 3 * 8
+    assert_same_training_state(model_dir, uninterrupted_run)
+
+
+@pytest.mark.slow
+def test_several_steps_per_execution_train_exactly_like_one(records_dir, uninterrupted_run,
+                                                           tmp_path):
+    """3 steps per call over 8-step epochs (calls of 3, 3, 2): the same 24 steps and state."""
+    model_dir = str(tmp_path / "model")
+    result = run_trainer(records_dir, model_dir, *EXACT_RUN_FLAGS, "--steps_per_execution=3")
+    assert result.returncode == 0, result.stderr[-3000:]
     assert read_json(model_dir, "summary.json")["steps_completed"] == 3 * 8
     assert_same_training_state(model_dir, uninterrupted_run)
 
