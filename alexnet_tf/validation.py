@@ -20,6 +20,7 @@ loss is tracked as (sum of weighted losses, sum of weights), not as a mean per b
 from __future__ import annotations
 
 import math
+import os
 import types
 
 import keras
@@ -31,7 +32,7 @@ def records_per_file(files: list[str], split_manifest: dict | None = None) -> li
     """Records in each file: from the converter's manifest when it lists them all, else read."""
     listed = {entry.get("shard"): entry.get("records")
               for entry in (split_manifest or {}).get("shards", ())}
-    names = [file.rsplit("/", 1)[-1] for file in files]
+    names = [os.path.basename(file) for file in files]
     if all(isinstance(listed.get(name), int) for name in names):
         return [listed[name] for name in names]
     logging.warning("No manifest.json record counts for %d validation shard(s): counting the "

@@ -96,15 +96,17 @@ def test_trainer_validation_scores_every_image_once_on_any_replica_count(
     directory = validation_sets[size]
     truth = replica_results["truth"][directory]
     assert truth["images"] == size
-    names = ("loss", "top1_accuracy", "top5_accuracy")
+    names = ("loss", "cross_entropy", "top1_accuracy", "top5_accuracy")
     one_replica = replica_results["replicas"]["1"][directory]
     assert_same_metrics(one_replica, truth, names)
     assert_same_metrics(replica_results["replicas"][str(replicas)][directory], truth, names)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("protocol", ["centre", "ten_crop"])
-@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("size, protocol", [
+    *((size, "centre") for size in SIZES),
+    *((size, "ten_crop") for size in SIZES if size <= replica_checks.TEN_CROP_MAX_IMAGES),
+])
 def test_evaluate_scores_every_image_once_on_any_replica_count(
         evaluate_results, validation_sets, size, protocol):
     directory = validation_sets[size]
@@ -161,7 +163,7 @@ def test_two_workers_validate_every_image_once_and_skip_a_float16_overflow_toget
         for directory in directories:
             assert_same_metrics(results["validation"][directory],
                                 replica_results["truth"][directory],
-                                ("loss", "top1_accuracy", "top5_accuracy"))
+                                ("loss", "cross_entropy", "top1_accuracy", "top5_accuracy"))
         overflow = results["float16"]["worker_1_overflows"]
         assert overflow["weights_finite"] and not overflow["weights_changed"]
         assert overflow["steps_applied"] == 0
@@ -217,3 +219,46 @@ def test_auto_mixed_precision_prefers_bfloat16_from_compute_capability_8(
     assert chosen == policy
     assert f"{min(capabilities)[0]}.{min(capabilities)[1]}" in reason
     assert distribution.choose_mixed_precision("mixed_float16")[0] == "mixed_float16"
+
+
+def test_padding_keeps_every_record_once_and_weighs_the_rest_zero():
+    import tensorflow as tf  # noqa: PLC0415
+
+    from alexnet_tf import validation  # noqa: PLC0415
+
+    images = tf.reshape(tf.range(5 * 2 * 2 * 3, dtype=tf.float32), [5, 2, 2, 3]) + 1.0
+    dataset = tf.data.Dataset.from_tensor_slices((images, tf.range(5)))
+    padded = list(validation.pad_with_weightless(dataset, 12).batch(4))
+    weights = np.concatenate([batch[2].numpy() for batch in padded])
+    np.testing.assert_array_equal(weights, [1] * 5 + [0] * 7)
+    kept = np.concatenate([batch[0].numpy() for batch in padded])[:5]
+    np.testing.assert_array_equal(kept, images.numpy())
+    assert [len(batch[0]) for batch in padded] == [4, 4, 4]  # whole batches only
+
+
+@pytest.mark.parametrize("file_counts, pipelines, by_file, steps", [
+    ([200], 1, False, 17),          # 200 at 12 per step: 16 whole steps and 8 images
+    ([120, 80], 2, True, 20),       # by file: the 120-record pipeline needs 20 steps of 6
+    ([7], 2, False, 1),             # by record: 4 and 3 images, one step of 6 each
+    ([0, 5, 0], 3, True, 2),        # a pipeline without records still takes every step
+])
+def test_validation_steps_cover_the_fullest_pipeline(file_counts, pipelines, by_file, steps):
+    from alexnet_tf import validation  # noqa: PLC0415
+
+    counts = validation.records_per_pipeline(file_counts, pipelines, by_file)
+    assert sum(counts) == sum(file_counts)
+    assert validation.steps_per_pass(counts, 12) == steps
+    capacity = validation.examples_per_pipeline(steps, 12, pipelines)
+    assert all(count <= capacity for count in counts)
+
+
+def test_record_counts_come_from_the_manifest_when_it_lists_every_shard(tmp_path):
+    from alexnet_tf import validation  # noqa: PLC0415
+
+    files = [str(tmp_path / f"validation-0000{i}-of-00002") for i in range(2)]
+    manifest = {"shards": [{"shard": "validation-00000-of-00002", "records": 3},
+                           {"shard": "validation-00001-of-00002", "records": 4}]}
+    assert validation.records_per_file(files, manifest) == [3, 4]  # no file is opened
+    write_image_records(files[0], [np.zeros((8, 8, 3), np.uint8)] * 2, [0, 1])
+    write_image_records(files[1], [np.zeros((8, 8, 3), np.uint8)] * 5, [0] * 5)
+    assert validation.records_per_file(files, {"shards": manifest["shards"][:1]}) == [2, 5]
