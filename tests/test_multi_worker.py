@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.ports import free_ports
 from tests.record_fixtures import write_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,16 +50,6 @@ def records_dir(tmp_path_factory) -> str:
     write_records(directory, split="validation", num_classes=4, images_per_class=4,
                   num_shards=1, seed=1)
     return directory
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def command(records_dir: str, model_dir: str, *extra_flags: str) -> list[str]:

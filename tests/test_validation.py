@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -22,6 +21,7 @@ import pytest
 
 from alexnet_tf import distribution
 from tests import replica_checks
+from tests.ports import free_ports
 from tests.record_fixtures import class_colour, write_image_records, write_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,16 +169,6 @@ def test_two_workers_validate_every_image_once_and_skip_a_float16_overflow_toget
         assert overflow["steps_applied"] == 0
         assert overflow["scale_after"] == overflow["scale_before"] / 2
         assert results["float16"]["finite"]["steps_applied"] == 1
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def test_synthetic_validation_on_two_replicas_counts_each_example_once(tmp_path):
