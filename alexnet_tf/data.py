@@ -12,7 +12,7 @@ tf.data performance guide (https://www.tensorflow.org/guide/data_performance).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
@@ -150,7 +150,7 @@ def _matching_files(file_pattern: str | Sequence[str]) -> list[str]:
 
 def _validate_arguments(
     *, training: bool, finish_on_device: bool, batch_size: int, image_size: int,
-    ten_crop: bool, shuffle_buffer: int,
+    ten_crop: bool, shuffle_buffer: int, eval_function: Callable | None,
 ) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -165,6 +165,8 @@ def _validate_arguments(
         raise ValueError("ten_crop is the test-time protocol; it needs training=False")
     if shuffle_buffer < 1:
         raise ValueError(f"shuffle_buffer must be at least 1, got {shuffle_buffer}")
+    if eval_function is not None and training:
+        raise ValueError("eval_function prepares evaluation images; it needs training=False")
 
 
 def _labels(raw_label: tf.Tensor, label_offset: int) -> tf.Tensor:
@@ -228,6 +230,19 @@ def _keyed_records(files: tf.data.Dataset, *, cycle_length: int, deterministic: 
     )
 
 
+def _ignore_global_seed() -> None:
+    """Makes the seeded shuffles of the dataset function being traced ignore TF's global seed.
+
+    tf.data pairs an op's seed with the global one (`tf.random.set_seed`, which the trainer's
+    `--seed` and `keras.utils.set_random_seed` set): with one set, every order drawn here
+    would change with it, and a global seed of 0 makes a tensor seed fail outright
+    (OperatorNotAllowedInGraphError). Clearing the seed of the function's own graph makes an
+    op seed mean the same with or without a global seed, and leaves the caller's state alone.
+    """
+    if not tf.executing_eagerly():
+        tf.compat.v1.get_default_graph().seed = None
+
+
 def _augmentation_seed(pass_seed: tf.Tensor, key: tf.Tensor) -> tf.Tensor:
     """The [2] seed of every random choice for one record in one pass."""
     return tf.stack([pass_seed, key])
@@ -281,6 +296,7 @@ def _training_records(
     cached = read(indexed_files).cache() if cache else None
 
     def one_pass(pass_seed):
+        _ignore_global_seed()
         if cached is not None:
             records = cached
         else:
@@ -334,6 +350,7 @@ def build_dataset(
     pad_to_examples: int | None = None,
     crop_region: str = augment.PAPER_CROP_REGION,
     finish_on_device: bool = False,
+    eval_function: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> tf.data.Dataset:
     """(images, labels) batches from the converter's TFRecord shards (a glob or a list of files).
 
@@ -367,6 +384,9 @@ def build_dataset(
     `pad_to_examples` (evaluation) appends zero-weight examples up to that many and yields
     (images, labels, weights), so that every replica gets whole batches (alexnet_tf/validation.py).
     `crop_region` is where training crops and ten crops lie (`augment.CROP_REGIONS`).
+    `eval_function` (evaluation only): JPEG bytes -> the float32 image, or with `ten_crop` the
+    [10, S, S, 3] crops, to score, for weights that expect other preprocessing than the
+    paper's (`alexnet_tf.eval_preprocessing`, from the model's model_info.json).
 
     `finish_on_device` (training only): yield ((uint8 [B, S, S, 3] crops, float32 [B, 3]
     offsets), labels) and leave the cast and the offset (mean and lighting) to the training
@@ -381,6 +401,7 @@ def build_dataset(
         image_size=image_size,
         ten_crop=ten_crop,
         shuffle_buffer=shuffle_buffer,
+        eval_function=eval_function,
     )
     files = _matching_files(file_pattern)
     if drop_remainder is None:
@@ -435,6 +456,8 @@ def build_dataset(
         if repeat:
             dataset = dataset.repeat()
         def preprocess(image_bytes, size):
+            if eval_function is not None:
+                return eval_function(image_bytes)
             if ten_crop:
                 return preprocess_for_ten_crop(image_bytes, size, crop_region)
             return preprocess_for_eval(image_bytes, size)

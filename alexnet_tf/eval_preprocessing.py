@@ -17,19 +17,14 @@ import tensorflow as tf
 from alexnet_tf import augment, data, model_info
 
 
-def torchvision_eval(
-    image_bytes: tf.Tensor,
-    crop_size: int = 224,
-    resize_shorter_side: int = 256,
-    max_pixels: int | None = None,
+def _torchvision_resized(
+    image_bytes: tf.Tensor, resize_shorter_side: int, max_pixels: int | None
 ) -> tf.Tensor:
-    """float32 [S, S, 3]: torchvision's `Resize(256)` then `CenterCrop(224)` on a PIL image.
+    """float32 [H, W, 3]: torchvision's `Resize(256)` on a PIL image, back on whole 8-bit steps.
 
     torchvision sizes the longer side as int(256 * long / short) (truncated, not rounded),
-    PIL's bilinear filter widens with the scale when shrinking (antialiasing) and returns
-    8-bit pixels, and CenterCrop rounds its offsets with Python's round (half to even, as
-    tf.round does). Each of these is a pixel or a rounding step away from our "paper"
-    preprocessing; together they decide top-1 on a share of images.
+    and PIL's bilinear filter widens with the scale when shrinking (antialiasing) and returns
+    8-bit pixels.
     """
     image = data.decode_image(image_bytes, max_pixels)  # the same checks and limits as "paper"
     shape = tf.shape(image)
@@ -43,12 +38,102 @@ def torchvision_eval(
         tf.cast(image, tf.float32), tf.stack([new_height, new_width]),
         method="bilinear", antialias=True,
     )
-    resized = tf.clip_by_value(tf.round(resized), 0.0, 255.0)
-    top = tf.cast(tf.round(tf.cast(new_height - crop_size, tf.float32) / 2.0), tf.int32)
-    left = tf.cast(tf.round(tf.cast(new_width - crop_size, tf.float32) / 2.0), tf.int32)
-    crop = resized[top : top + crop_size, left : left + crop_size, :]
+    return tf.clip_by_value(tf.round(resized), 0.0, 255.0)
+
+
+def _torchvision_center_crop(image: tf.Tensor, crop_size: int) -> tf.Tensor:
+    """CenterCrop: offsets rounded with Python's round (half to even, as tf.round does)."""
+    shape = tf.shape(image)
+    top = tf.cast(tf.round(tf.cast(shape[0] - crop_size, tf.float32) / 2.0), tf.int32)
+    left = tf.cast(tf.round(tf.cast(shape[1] - crop_size, tf.float32) / 2.0), tf.int32)
+    return image[top : top + crop_size, left : left + crop_size, :]
+
+
+def torchvision_eval(
+    image_bytes: tf.Tensor,
+    crop_size: int = 224,
+    resize_shorter_side: int = 256,
+    max_pixels: int | None = None,
+) -> tf.Tensor:
+    """float32 [S, S, 3]: torchvision's `Resize(256)` then `CenterCrop(224)` on a PIL image.
+
+    The truncated longer side, PIL's antialiasing and 8-bit rounding, and CenterCrop's
+    half-to-even offsets are each a pixel or a rounding step away from our "paper"
+    preprocessing; together they decide top-1 on a share of images.
+    """
+    resized = _torchvision_resized(image_bytes, resize_shorter_side, max_pixels)
+    crop = _torchvision_center_crop(resized, crop_size)
     crop.set_shape([crop_size, crop_size, 3])
     return augment.subtract_mean(crop)
+
+
+def torchvision_ten_crop(
+    image_bytes: tf.Tensor,
+    crop_size: int = 224,
+    resize_shorter_side: int = 256,
+    crop_region: str = "full_image",
+    max_pixels: int | None = None,
+) -> tf.Tensor:
+    """float32 [10, S, S, 3]: torchvision's `TenCrop` after its `Resize`, mean subtracted.
+
+    TenCrop takes the corners of the whole resized image ("full_image") and torchvision's
+    centre crop, then the same five of the mirrored image; mirrored corners are the mirrors
+    of the corners, so `augment.ten_crop` gives those (in another order, which the averaged
+    softmax does not see).
+    """
+    resized = _torchvision_resized(image_bytes, resize_shorter_side, max_pixels)
+    crops = augment.ten_crop(resized, crop_size, crop_region)
+    centre = _torchvision_center_crop(resized, crop_size)
+    # The centre crop of the mirrored image: on an odd margin, round-half-even puts it one
+    # pixel from the mirror of the centre crop.
+    mirrored_centre = _torchvision_center_crop(tf.image.flip_left_right(resized), crop_size)
+    crops = tf.concat(
+        [crops[:4], centre[tf.newaxis], crops[5:9], mirrored_centre[tf.newaxis]], axis=0
+    )
+    crops.set_shape([10, crop_size, crop_size, 3])
+    return augment.subtract_mean(crops)
+
+
+def default_crop_region(info: dict | None) -> str:
+    """Where a model's own ten-crop protocol puts its corners: the paper's central square for
+    models trained here, the whole resized image for torchvision's weights (its TenCrop)."""
+    if info is not None and info["preprocessing"]["name"] == "torchvision":
+        return "full_image"
+    return augment.PAPER_CROP_REGION
+
+
+def _checked_preprocessing(info: dict, image_size: int) -> dict:
+    preprocessing = info["preprocessing"]
+    crop_size = preprocessing["crop_size"]
+    if crop_size != image_size:
+        raise model_info.ModelInfoError(
+            f"model_info.json crops {crop_size}x{crop_size}, but the model takes "
+            f"{image_size}x{image_size}"
+        )
+    if (preprocessing["name"] == "paper"
+            and preprocessing["resize_shorter_side"] != augment.SHORTER_SIDE):
+        raise model_info.ModelInfoError(
+            f"model_info.json: 'paper' preprocessing resizes to {augment.SHORTER_SIDE}, not "
+            f"{preprocessing['resize_shorter_side']}"
+        )
+    return preprocessing
+
+
+def ten_crop_function(
+    info: dict | None, image_size: int, crop_region: str | None = None
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    """bytes -> float32 [10, image_size, image_size, 3], the ten crops as `info` prepares them.
+
+    `crop_region` None: the model's own (`default_crop_region`).
+    """
+    crop_region = crop_region or default_crop_region(info)
+    if info is not None:
+        preprocessing = _checked_preprocessing(info, image_size)
+        if preprocessing["name"] == "torchvision":
+            shorter_side = preprocessing["resize_shorter_side"]
+            return lambda image_bytes: torchvision_ten_crop(
+                image_bytes, image_size, shorter_side, crop_region)
+    return lambda image_bytes: data.preprocess_for_ten_crop(image_bytes, image_size, crop_region)
 
 
 def eval_function(
@@ -64,19 +149,9 @@ def eval_function(
 
     if info is None:
         return paper
-    preprocessing = info["preprocessing"]
-    crop_size = preprocessing["crop_size"]
-    if crop_size != image_size:
-        raise model_info.ModelInfoError(
-            f"model_info.json crops {crop_size}x{crop_size}, but the model takes "
-            f"{image_size}x{image_size}"
-        )
+    preprocessing = _checked_preprocessing(info, image_size)
     if preprocessing["name"] == "torchvision":
         shorter_side = preprocessing["resize_shorter_side"]
-        return lambda image_bytes: torchvision_eval(image_bytes, crop_size, shorter_side, max_pixels)
-    if preprocessing["resize_shorter_side"] != augment.SHORTER_SIDE:
-        raise model_info.ModelInfoError(
-            f"model_info.json: 'paper' preprocessing resizes to {augment.SHORTER_SIDE}, not "
-            f"{preprocessing['resize_shorter_side']}"
-        )
+        return lambda image_bytes: torchvision_eval(
+            image_bytes, image_size, shorter_side, max_pixels)
     return paper

@@ -6,6 +6,8 @@
 By default each image is scored on its centre crop, the input the trainer validates on and the
 exported model serves. --ten_crop is the paper's test-time protocol (section 4.1): the four
 corner crops and the centre crop and their mirror images, the softmax averaged over the ten.
+Images are prepared as the model's model_info.json says: imported torchvision weights are scored
+on torchvision's Resize/CenterCrop (or TenCrop), as their published accuracy was measured.
 
 Scoring runs on every GPU of the machine (or on --num_cpu_replicas CPU devices); the last
 batches are padded with zero-weight images, so every image is scored exactly once whatever the
@@ -23,8 +25,9 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 import alexnet_tf.layers  # noqa: F401  (registers the custom layers for load_model)
-from alexnet_tf import (augment, damaged_shards, data, distribution, label_offsets, labels,
-                        model_checks, records, serving, shard_listing, validation)
+from alexnet_tf import (augment, damaged_shards, data, distribution, eval_preprocessing,
+                        label_offsets, labels, model_checks, model_info, records, serving,
+                        shard_listing, validation)
 from alexnet_tf.per_class import PerClassTop1, format_rows
 
 flags.DEFINE_string("data_dir", None, "Directory with the converter's shards.")
@@ -32,10 +35,11 @@ flags.DEFINE_string("model", None, "The trained model, e.g. MODEL_DIR/model.kera
 flags.DEFINE_string("split", "validation", "Which shards to score: SPLIT-*-of-*.")
 flags.DEFINE_bool("ten_crop", False, "Average the softmax over the paper's ten crops "
                   "(section 4.1) instead of scoring the centre crop.")
-flags.DEFINE_enum("crop_region", augment.PAPER_CROP_REGION, augment.CROP_REGIONS, "With "
-                  "--ten_crop, whose corners: 'central_square', those of the central 256x256 "
-                  "patch of the image scaled to 256 (paper, section 2); 'full_image', the "
-                  "scaled image's own corners.")
+flags.DEFINE_enum("crop_region", None, augment.CROP_REGIONS, "With --ten_crop, whose "
+                  "corners: 'central_square', those of the central 256x256 patch of the image "
+                  "scaled to 256 (paper, section 2); 'full_image', the scaled image's own "
+                  "corners. Default: the model's own protocol (central_square for models "
+                  "trained here, full_image for torchvision's weights, as its TenCrop).")
 flags.DEFINE_integer("batch_size", 100, "Images per batch (ten crops each with --ten_crop).",
                      lower_bound=1)
 flags.DEFINE_integer("image_size", None, "Crop side. Default: the model's input size.",
@@ -58,10 +62,19 @@ FLAGS = flags.FLAGS
 def scoring_dataset(
     strategy: tf.distribute.Strategy, files: list[str], *, batch_size: int, image_size: int,
     label_offset: int, ten_crop: bool, split_manifest: dict | None = None,
-    crop_region: str = augment.PAPER_CROP_REGION,
+    crop_region: str | None = None, info: dict | None = None,
 ) -> tf.data.Dataset:
     """(images, labels, weights) batches of the records of `files` over the strategy's
-    replicas, padded with zero-weight images to whole global batches."""
+    replicas, padded with zero-weight images to whole global batches.
+
+    Images are prepared as the model's model_info.json record `info` says (None: the paper's
+    preprocessing, as for a model trained here): imported torchvision weights are scored
+    with torchvision's own transforms, as their published accuracy was.
+    """
+    if ten_crop:
+        prepare = eval_preprocessing.ten_crop_function(info, image_size, crop_region)
+    else:
+        prepare = eval_preprocessing.eval_function(info, image_size)
     steps = validation.steps_per_pass(
         validation.records_per_pipeline(validation.records_per_file(files, split_manifest), 1,
                                         by_file=False), batch_size)
@@ -70,7 +83,7 @@ def scoring_dataset(
         return data.build_dataset(
             files, training=False, batch_size=batch_size, image_size=image_size,
             label_offset=label_offset, ten_crop=ten_crop, input_context=context,
-            crop_region=crop_region, pad_to_examples=validation.examples_per_pipeline(
+            eval_function=prepare, pad_to_examples=validation.examples_per_pipeline(
                 steps, batch_size, context.num_input_pipelines))
 
     return distribution.distribute(strategy, dataset_fn)
@@ -167,6 +180,9 @@ def main(argv: list[str]) -> None:
         model_side, num_classes = model_checks.image_classifier_shape(network, FLAGS.model)
         image_size = FLAGS.image_size or model_side
         model_checks.check_image_size(image_size, model_side, FLAGS.model)
+        info = model_info.read_info(FLAGS.model)
+        if info is not None:
+            eval_preprocessing.eval_function(info, image_size)  # a record that does not fit fails here
         manifest = records.read_manifest(FLAGS.data_dir) or {}
         shards = shard_listing.list_shards(FLAGS.data_dir, FLAGS.split, manifest)
         if not shards.files:
@@ -176,6 +192,8 @@ def main(argv: list[str]) -> None:
         model_checks.check_classes(num_classes, manifest, FLAGS.split, FLAGS.model)
         label_offset = label_offsets.resolve(FLAGS.label_offset, manifest, shards.files,
                                              FLAGS.data_dir)
+    except model_info.ModelInfoError as error:
+        fail(f"--model={FLAGS.model}: {error}")
     except ValueError as error:  # the model, the manifest or the flags; the message says which
         fail(str(error) if str(error).startswith("--") else f"--data_dir: {error}")
     per_class = class_names = None
@@ -187,7 +205,7 @@ def main(argv: list[str]) -> None:
             strategy, shards.files, batch_size=FLAGS.batch_size, image_size=image_size,
             label_offset=label_offset, ten_crop=FLAGS.ten_crop,
             split_manifest=manifest.get("splits", {}).get(FLAGS.split),
-            crop_region=FLAGS.crop_region)
+            crop_region=FLAGS.crop_region, info=info)
         results = evaluate(network, dataset, ten_crop=FLAGS.ten_crop,
                            max_batches=FLAGS.max_batches, strategy=strategy,
                            per_class=per_class)
@@ -201,10 +219,14 @@ def main(argv: list[str]) -> None:
         else:
             sys.stderr.write(f"Error: {damaged_shards.explain(error, damage, FLAGS.data_dir)}\n")
         sys.exit(1)
+    preprocessing = info["preprocessing"]["name"] if info else "paper"
     results.update(model=FLAGS.model, data_dir=FLAGS.data_dir, split=FLAGS.split,
-                   image_size=image_size)
+                   image_size=image_size, preprocessing=preprocessing)
+    if FLAGS.ten_crop:
+        results["crop_region"] = FLAGS.crop_region or eval_preprocessing.default_crop_region(info)
     print(f"{results['images']} {FLAGS.split} images, {results['protocol']}, "
-          f"{image_size}x{image_size}")
+          f"{image_size}x{image_size}, {preprocessing} preprocessing"
+          + (f", {results['crop_region']} corners" if FLAGS.ten_crop else ""))
     for k in (1, 5):
         print(f"top-{k} accuracy {results[f'top{k}_accuracy']:.4f}  "
               f"error {results[f'top{k}_error']:.4f}")

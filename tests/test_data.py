@@ -227,6 +227,35 @@ def test_same_seed_same_batches_and_new_crops_every_epoch(corpus):
     assert not np.array_equal(first_epoch, second_epoch)
 
 
+@pytest.fixture
+def global_seed():
+    """Sets TensorFlow's global seed for one test (as `--seed` and keras.utils.set_random_seed
+    do), and clears it afterwards."""
+    yield tf.random.set_seed
+    tf.random.set_seed(None)
+
+
+def test_a_global_seed_neither_breaks_nor_changes_a_seeded_training_stream(corpus, global_seed):
+    """`python -m alexnet_tf.train --seed=0` sets the global seed 0, under which tf.data's
+    shuffle with a tensor seed failed (OperatorNotAllowedInGraphError); any other global
+    seed changed the order, so a custom loop's `tf.random.set_seed` changed the data."""
+
+    def stream(repeat: bool):
+        return _all_batches(data.build_dataset(
+            corpus, label_offset=1, training=True, batch_size=4, image_size=SMALL, seed=9,
+            repeat=repeat, batches_per_epoch=10 if repeat else None).take(10))
+
+    tf.random.set_seed(None)
+    without_images, without_labels = stream(repeat=True)
+    for seed in (0, 5):
+        global_seed(seed)
+        images, labels = stream(repeat=True)
+        np.testing.assert_array_equal(labels, without_labels)
+        np.testing.assert_array_equal(images, without_images)
+        once_images, _ = stream(repeat=False)  # a custom loop's epochs: runs, whole batches
+        assert once_images.shape == (20, SMALL, SMALL, 3)
+
+
 @pytest.mark.parametrize(
     "image_format, mode",
     [("PNG", None), ("PNG", "L"), ("PNG", "RGBA"), ("GIF", None), ("BMP", None), ("JPEG", None)],

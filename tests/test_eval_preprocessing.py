@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from alexnet_tf import data, eval_preprocessing, imagenet, model_info
-from tests.torchvision_transform import torchvision_eval_pixels
+from tests.torchvision_transform import torchvision_eval_pixels, torchvision_ten_crop_pixels
 
 
 def png(height: int, width: int, seed: int) -> bytes:
@@ -65,3 +65,44 @@ def test_a_record_that_does_not_fit_its_model_is_refused(tmp_path):
                                                '{"name": "opencv"}}')
     with pytest.raises(model_info.ModelInfoError, match="model_info.json: preprocessing"):
         model_info.read_info(str(tmp_path / "model.keras"))
+
+
+def closest_crop(crop: np.ndarray, candidates: np.ndarray) -> int:
+    """Index of the candidate patch nearest `crop` (mean absolute difference)."""
+    return int(np.argmin([np.abs(candidate - crop).mean() for candidate in candidates]))
+
+
+@pytest.mark.parametrize("height, width", [(375, 500), (257, 263)])
+def test_torchvision_ten_crop_gives_the_patches_of_torchvisions_ten_crop(height, width):
+    image_bytes = png(height, width, seed=width)
+    expected = torchvision_ten_crop_pixels(image_bytes)
+    info = model_info.make_info(variant="single", image_size=224, minimum_image_size=63,
+                                num_classes=1000, parameters=1,
+                                preprocessing=model_info.torchvision_preprocessing())
+    actual = eval_preprocessing.ten_crop_function(info, 224)(tf.constant(image_bytes)).numpy()
+    actual += imagenet.RGB_MEAN
+    assert actual.shape == (10, 224, 224, 3)
+    # Centre crop first (index 4 and its mirror 9), then the corners as a set.
+    for ours, theirs in ((actual[4], expected[4]), (actual[9], expected[9])):
+        assert np.abs(ours - theirs).max() <= 1.0
+    # TenCrop mirrors the image, then crops its corners; we mirror each corner crop: the same
+    # ten patches in another order. Each of theirs must have its own match among ours.
+    expected = expected.astype(np.float32)
+    matches = [closest_crop(theirs, actual) for theirs in expected]
+    assert sorted(matches) == list(range(10)), matches
+    for theirs, match in zip(expected, matches):
+        difference = np.abs(actual[match] - theirs)
+        assert difference.mean() < 0.3 and difference.max() <= 1.0, (
+            difference.mean(), difference.max())
+    # The paper's ten crops (central square, no antialiasing) are other patches.
+    paper = data.preprocess_for_ten_crop(tf.constant(image_bytes), 224).numpy() + imagenet.RGB_MEAN
+    assert np.abs(paper - expected).mean() > 2.0
+
+
+def test_ten_crops_of_models_without_a_record_are_the_papers():
+    image_bytes = png(200, 300, seed=2)
+    for region in ("central_square", "full_image"):
+        np.testing.assert_array_equal(
+            eval_preprocessing.ten_crop_function(None, 67, region)(tf.constant(image_bytes)),
+            data.preprocess_for_ten_crop(tf.constant(image_bytes), 67, region))
+    assert eval_preprocessing.default_crop_region(None) == "central_square"

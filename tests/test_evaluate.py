@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import evaluate
+from alexnet_tf import data, eval_preprocessing, evaluate, model_info
+from alexnet_tf import records as records_module
 from tests.record_fixtures import write_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,3 +107,51 @@ def test_missing_model_is_one_line_naming_the_flag(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"--model={tmp_path}/nope.keras does not exist" in result.stderr
+
+
+def test_a_model_whose_record_asks_for_torchvisions_transform_is_scored_with_it(trained, tmp_path):
+    """Imported torchvision weights were measured with torchvision's Resize and CenterCrop:
+    evaluate must prepare images as model_info.json says, not with the paper's resize."""
+    records, model_dir = trained
+    imported = tmp_path / "imported"
+    imported.mkdir()
+    shutil.copy(os.path.join(model_dir, "model.keras"), imported / "model.keras")
+    network = keras.models.load_model(str(imported / "model.keras"))
+    info = model_info.for_network(network, 67, model_info.torchvision_preprocessing(67, 100))
+    model_info.write_info(str(imported / "model.keras"), info)
+
+    # What the scores must be: the network on torchvision's crops of every validation image.
+    prepare = eval_preprocessing.eval_function(info, 67)
+    images, labels = [], []
+    for serialized in tf.data.TFRecordDataset(sorted(glob.glob(f"{records}/validation-*"))):
+        example = tf.io.parse_single_example(serialized, records_module.PARSE_SPEC)
+        images.append(prepare(example[records_module.ENCODED]))
+        labels.append(int(example[records_module.LABEL]))
+    logits = network.predict(tf.stack(images), verbose=0)
+    expected_top1 = float(np.mean(np.argmax(logits, axis=1) == np.array(labels)))
+    # The images evaluate scores are those, in record order.
+    scored = evaluate.scoring_dataset(
+        tf.distribute.get_strategy(), sorted(glob.glob(f"{records}/validation-*")),
+        batch_size=16, image_size=67, label_offset=0, ten_crop=False, info=info)
+    scored_images = np.concatenate([batch[0].numpy() for batch in scored])[:len(images)]
+    np.testing.assert_allclose(scored_images, tf.stack(images).numpy(), atol=1e-4)
+    paper = data.build_dataset(f"{records}/validation-*", training=False, batch_size=64,
+                               image_size=67)
+    paper_images = np.concatenate([batch for batch, _ in paper])
+    assert np.abs(paper_images - tf.stack(images).numpy()).mean() > 1.0  # a real difference
+
+    result = run_module("alexnet_tf.evaluate", f"--data_dir={records}",
+                        f"--model={imported}/model.keras", "--batch_size=16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "centre crop, 67x67, torchvision preprocessing" in result.stdout
+    assert printed_accuracies(result.stdout)[1] == pytest.approx(expected_top1, abs=1e-4)
+
+    # A record that does not fit the model is one line naming --model.
+    info["preprocessing"]["crop_size"] = 64
+    (imported / "model_info.json").write_text(json.dumps(info))
+    result = run_module("alexnet_tf.evaluate", f"--data_dir={records}",
+                        f"--model={imported}/model.keras")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: --model={imported}/model.keras: model_info.json crops 64x64, but the model "
+        "takes 67x67")

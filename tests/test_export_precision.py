@@ -123,8 +123,7 @@ def test_an_unknown_precision_is_refused_in_one_line(tmp_path):
 
 @pytest.fixture(scope="module", autouse=True)
 def _no_global_seed_left_behind():
-    """informative_alexnet sets TensorFlow's global seed; data.build_dataset(training=True)
-    fails under a global seed (tf.data's shuffle with a tensor seed), so later test modules in
-    the same process must not inherit it."""
+    """informative_alexnet sets TensorFlow's global seed; later test modules in the same
+    process start from TensorFlow's default state instead of inheriting it."""
     yield
     tf.random.set_seed(None)

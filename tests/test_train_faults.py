@@ -26,7 +26,9 @@ from tests.test_train import (  # noqa: F401  (records_dir is a fixture)
     REPO_ROOT, environment, read_json, records_dir, run_trainer, start_trainer,
     trainer_command, wait_for_epochs)
 
-BASE_FLAGS = ("--steps_per_epoch=4", "--seed=3")
+# --seed=0, the seed most people type: it sets TensorFlow's global seed 0, under which the
+# training pipeline's shuffles once failed to build (tests/test_data.py has the unit test).
+BASE_FLAGS = ("--steps_per_epoch=4", "--seed=0")
 
 
 def error_lines(stderr: str) -> list[str]:
