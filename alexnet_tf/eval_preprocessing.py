@@ -102,7 +102,9 @@ def default_crop_region(info: dict | None) -> str:
     return augment.PAPER_CROP_REGION
 
 
-def _checked_preprocessing(info: dict, image_size: int) -> dict:
+def check_fits(info: dict, image_size: int) -> dict:
+    """The record's preprocessing if it fits a model of `image_size` inputs; else a
+    ModelInfoError naming the mismatch."""
     preprocessing = info["preprocessing"]
     crop_size = preprocessing["crop_size"]
     if crop_size != image_size:
@@ -128,7 +130,7 @@ def ten_crop_function(
     """
     crop_region = crop_region or default_crop_region(info)
     if info is not None:
-        preprocessing = _checked_preprocessing(info, image_size)
+        preprocessing = check_fits(info, image_size)
         if preprocessing["name"] == "torchvision":
             shorter_side = preprocessing["resize_shorter_side"]
             return lambda image_bytes: torchvision_ten_crop(
@@ -149,7 +151,7 @@ def eval_function(
 
     if info is None:
         return paper
-    preprocessing = _checked_preprocessing(info, image_size)
+    preprocessing = check_fits(info, image_size)
     if preprocessing["name"] == "torchvision":
         shorter_side = preprocessing["resize_shorter_side"]
         return lambda image_bytes: torchvision_eval(

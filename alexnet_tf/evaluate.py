@@ -182,7 +182,7 @@ def main(argv: list[str]) -> None:
         model_checks.check_image_size(image_size, model_side, FLAGS.model)
         info = model_info.read_info(FLAGS.model)
         if info is not None:
-            eval_preprocessing.eval_function(info, image_size)  # a record that does not fit fails here
+            eval_preprocessing.check_fits(info, image_size)
         manifest = records.read_manifest(FLAGS.data_dir) or {}
         shards = shard_listing.list_shards(FLAGS.data_dir, FLAGS.split, manifest)
         if not shards.files:

@@ -4,15 +4,13 @@ Each test trains a tiny model in-process on a stream of distinct batches, so a s
 twice or skipped shows in the weights, not only in the step count.
 """
 
-import os
-import signal
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from alexnet_tf import callbacks, distribution, execution, schedules
+from tests.test_train import SigtermAtStep
 
 
 def _stream():
@@ -65,19 +63,6 @@ def test_throughput_counts_every_step_of_a_call():
     assert throughput.steady_state_images_per_second > 0
 
 
-class _SigtermAfterCall(keras.callbacks.Callback):
-    def __init__(self, epoch: int, batch: int):
-        super().__init__()
-        self.epoch, self.batch, self._current_epoch = epoch, batch, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._current_epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self._current_epoch, batch) == (self.epoch, self.batch):
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
 @pytest.mark.parametrize("signalled_batch, saved_epochs, saved_steps",
                          [(1, 1, 2), (3, 1, 4), (5, 2, 0)],
                          ids=["after_call_1", "after_call_2", "last_call_cut_short"])
@@ -99,7 +84,7 @@ def test_preemption_saves_after_a_call_and_the_rerun_ends_where_an_uninterrupted
     history = []
     with pytest.raises(callbacks.TrainingPreempted):
         _fit(model, _stream(), epochs=epochs, steps_per_epoch=steps_per_epoch,
-             extra=[_SigtermAfterCall(epoch=1, batch=signalled_batch),
+             extra=[SigtermAtStep(epoch=1, step=signalled_batch + 1),
                     callbacks.SaveEachEpoch(checkpoint, history=history, history_path=None,
                                             curves_path=None),
                     callbacks.CheckpointOnPreemption(checkpoint)])

@@ -13,16 +13,26 @@ import numpy as np
 from PIL import Image
 
 
-def torchvision_eval_pixels(image_bytes: bytes, resize: int = 256, crop: int = 224) -> np.ndarray:
-    """uint8 [crop, crop, 3]: what torchvision's eval transform feeds ToTensor."""
+def _resized(image_bytes: bytes, resize: int) -> Image.Image:
+    """Resize(resize) on the decoded RGB image: the longer side int(resize * long / short)."""
     image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
     width, height = image.size
     short, long = min(width, height), max(width, height)
     new_short, new_long = resize, int(resize * long / short)
     new_width, new_height = (new_short, new_long) if width <= height else (new_long, new_short)
-    image = image.resize((new_width, new_height), Image.BILINEAR)
-    top = int(round((new_height - crop) / 2.0))
-    left = int(round((new_width - crop) / 2.0))
+    return image.resize((new_width, new_height), Image.BILINEAR)
+
+
+def _centre_box(image: Image.Image, crop: int) -> tuple[int, int]:
+    """CenterCrop's (left, top): int(round((size - crop) / 2.0))."""
+    width, height = image.size
+    return int(round((width - crop) / 2.0)), int(round((height - crop) / 2.0))
+
+
+def torchvision_eval_pixels(image_bytes: bytes, resize: int = 256, crop: int = 224) -> np.ndarray:
+    """uint8 [crop, crop, 3]: what torchvision's eval transform feeds ToTensor."""
+    image = _resized(image_bytes, resize)
+    left, top = _centre_box(image, crop)
     return np.asarray(image.crop((left, top, left + crop, top + crop)))
 
 
@@ -30,18 +40,12 @@ def torchvision_ten_crop_pixels(image_bytes: bytes, resize: int = 256, crop: int
     """uint8 [10, crop, crop, 3]: Resize then TenCrop, as torchvision's five_crop and ten_crop
     compute them: the four corners of the resized image and its centre crop, then the same
     five of its mirror image."""
-    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    image = _resized(image_bytes, resize)
     width, height = image.size
-    short, long = min(width, height), max(width, height)
-    new_short, new_long = resize, int(resize * long / short)
-    new_width, new_height = (new_short, new_long) if width <= height else (new_long, new_short)
-    image = image.resize((new_width, new_height), Image.BILINEAR)
 
     def five_crop(picture: Image.Image) -> list[np.ndarray]:
-        top = int(round((new_height - crop) / 2.0))
-        left = int(round((new_width - crop) / 2.0))
-        boxes = [(0, 0), (new_width - crop, 0), (0, new_height - crop),
-                 (new_width - crop, new_height - crop), (left, top)]
+        boxes = [(0, 0), (width - crop, 0), (0, height - crop), (width - crop, height - crop),
+                 _centre_box(picture, crop)]
         return [np.asarray(picture.crop((x, y, x + crop, y + crop))) for x, y in boxes]
 
     return np.stack(five_crop(image) + five_crop(image.transpose(Image.FLIP_LEFT_RIGHT)))
