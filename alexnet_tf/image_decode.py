@@ -91,7 +91,23 @@ def _with_opaque_alpha(rgb: tf.Tensor) -> tf.Tensor:
 
 def _decode_jpeg(image_bytes, max_pixels):
     height, width, problem = headers.jpeg_size(image_bytes)
-    with tf.control_dependencies([_refuse_unless_fine([_refusal("JPEG", height, width, problem, max_pixels)])]):
+    reasons = [_refusal("JPEG", height, width, problem, max_pixels)]
+    if max_pixels is not None:  # a hostile client: bound the scans, each decoded over every pixel
+        scans = headers.jpeg_scan_count(image_bytes)
+        reasons.append(
+            tf.where(
+                scans > headers.MAX_JPEG_SCANS,
+                tf.strings.join(
+                    [
+                        "JPEG of ",
+                        tf.strings.as_string(scans),
+                        f" scans is over the limit of {headers.MAX_JPEG_SCANS} scans per image",
+                    ]
+                ),
+                "",
+            )
+        )
+    with tf.control_dependencies([_refuse_unless_fine(reasons)]):
         return tf.io.decode_jpeg(image_bytes, channels=3)
 
 

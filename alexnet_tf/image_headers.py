@@ -6,13 +6,17 @@ SavedModel loads without alexnet_tf. TensorFlow's decoders only refuse images ab
 values, and its GIF decoder decodes every frame of an animation with no bound at all, so each
 reader here walks no further than the first frame's header:
 
-    JPEG  the first SOF0..SOF15 segment (not DHT C4, JPG C8, DAC CC), found by skipping
-          segments by their lengths as libjpeg does
+    JPEG  libjpeg's own header reader (tf.io.extract_jpeg_shape), and the count of its scans
     PNG   IHDR, which the format puts first
     GIF   the logical screen and the first image descriptor; also where that frame's data
           ends, so the caller can cut the animation after it
-    BMP   BITMAPCOREHEADER (16-bit sizes) or any later header (32-bit, negative = top-down)
+    BMP   32-bit sizes where TensorFlow's decoder reads them (negative height = top-down);
+          a 12-byte OS/2 core header, whose 16-bit sizes it does not read, is refused
     WebP  VP8 (lossy), VP8L (lossless) or VP8X (extended, with its animation flag)
+
+Each size is read where and as the decoder reads it: a reader that disagrees with its decoder
+lets a decoy size through (issue 20). The work is bounded by the pixels allowed, not by the
+bytes sent: see `image_decode` for the bound on CPU time.
 
 Every reader returns int64 scalars and a `problem` string that is empty when the header is
 well formed, so the caller raises one InvalidArgument that names the image's fault.
@@ -25,13 +29,22 @@ import tensorflow as tf
 JPEG, PNG, GIF, BMP, WEBP, UNKNOWN = 0, 1, 2, 3, 4, 5
 FORMAT_NAMES = ("JPEG", "PNG", "GIF", "BMP", "WebP", "unknown")
 
-# Real JPEGs have a handful of segments before the frame header (APPn, DQT, DHT); a file that
-# needs more is refused rather than walked for as long as the client likes.
-MAX_JPEG_SEGMENTS = 256
-# The same bound for the extension blocks (comments, application data) before a GIF's frame.
+# libjpeg writes 10 scans for a progressive colour JPEG (jpeg_simple_progression), 6 for
+# grey and 4 per colour channel of CMYK; mozjpeg's optimized scripts fewer than 20. A file
+# may also hold an EXIF thumbnail's scan and a gain map or preview JPEG after its end. Each
+# progressive scan is decoded over every pixel again (djpeg's -maxscans guards the same), so
+# 100 scans leave real files ample room and bound a 1 MP image's scans to ~50 ms of CPU.
+MAX_JPEG_SCANS = 100
+# Real GIFs have a handful of extension blocks (comments, application data) before their
+# frame; a file that needs more is refused rather than walked for as long as the client likes.
 MAX_GIF_EXTENSIONS = 256
-_JPEG_SOF_MARKERS = tuple(m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC))
-_JPEG_STANDALONE_MARKERS = (0x01, *range(0xD0, 0xD9))  # TEM, RST0..7, SOI
+# Encoders write a chain of sub-blocks of one length (255) but the last, so a chain is walked
+# in runs of up to _GIF_RUN_LENGTH equal sub-blocks, and a GIF whose sub-block lengths change
+# more often than this (in its extensions, or in its first frame's data) is refused. An XMP
+# packet in a GIF's application extension, its text bytes read as lengths, takes about one
+# run per 80 bytes, so a 64 KB packet about 800.
+MAX_GIF_SUB_BLOCK_RUNS = 1024
+_GIF_RUN_LENGTH = 1024
 
 
 def sniff_format(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -112,12 +125,28 @@ def png_size(image_bytes: tf.Tensor):
 
 
 def bmp_size(image_bytes: tf.Tensor):
-    """(height, width, problem) from a BMP's DIB header; a negative height means top-down."""
+    """(height, width, problem) from a BMP's DIB header; a negative height means top-down.
+
+    TensorFlow's decoder reads a 40-byte header's 32-bit sizes at offsets 18 and 22 whatever
+    the header's size, so a 12-byte OS/2 core header's 16-bit sizes are not what it decodes
+    (64x1 there decodes as 65600x1): such a file is refused.
+    """
     header = _Bytes(image_bytes, prefix=26)
     problem = _problem_if(header.length < 26, "truncated BMP header", _no_problem())
-    core_header = tf.equal(header.little_endian(14, 4), 12)
-    width = tf.where(core_header, header.little_endian(18, 2), _signed32(header.little_endian(18, 4)))
-    height = tf.where(core_header, header.little_endian(20, 2), _signed32(header.little_endian(22, 4)))
+    header_size = header.little_endian(14, 4)
+    problem = _problem_if(
+        header_size < 40,
+        tf.strings.join(
+            [
+                "BMP with a ",
+                tf.strings.as_string(header_size),
+                "-byte header: only Windows BMP headers (40 bytes or more) are decoded",
+            ]
+        ),
+        problem,
+    )
+    width = _signed32(header.little_endian(18, 4))
+    height = _signed32(header.little_endian(22, 4))
     problem = _problem_if(width < 0, "BMP with a negative width", problem)
     return tf.abs(height), width, problem
 
@@ -160,58 +189,66 @@ def webp_size(image_bytes: tf.Tensor):
 
 
 def jpeg_size(image_bytes: tf.Tensor):
-    """(height, width, problem) from the first SOFn segment of a JPEG."""
-    data = _Bytes(image_bytes)
-    searching, found, broken = 0, 1, 2
+    """(height, width, problem) of a JPEG's frame, read by libjpeg's own header reader.
 
-    def keep_looking(position, state, height, width, segments):
-        return tf.logical_and(tf.equal(state, searching), segments < MAX_JPEG_SEGMENTS)
+    `tf.io.extract_jpeg_shape` runs `jpeg_read_header`, the very code `decode_jpeg` starts
+    with, so the size checked is the size decoded whatever the marker layout (a walker of our
+    own read a decoy frame header that libjpeg skips: `FF 00` is junk to libjpeg, not a
+    segment). It reads up to the first scan, in C: about 5 ms per MB of segments or junk.
+    A malformed header fails here with libjpeg's InvalidArgument ("Invalid JPEG data").
+    """
+    shape = tf.cast(tf.io.extract_jpeg_shape(image_bytes), tf.int64)
+    return shape[0], shape[1], _no_problem()
 
-    def next_marker(position, state, height, width, segments):
-        marker = data.at(position + 1)
-        not_a_marker = tf.logical_or(
-            tf.not_equal(data.at(position), 0xFF), position + 4 > data.length
+
+def jpeg_scan_count(image_bytes: tf.Tensor) -> tf.Tensor:
+    """int64: how many start-of-scan markers (FF DA) the bytes hold, an upper bound on the
+    scans libjpeg decodes. Entropy-coded data stuffs every FF byte as FF 00, so FF DA is a
+    marker there; in other segments (EXIF, ICC) it may be data, which only overcounts.
+    Vectorized, a few ms per MB."""
+    raw = tf.io.decode_raw(image_bytes, tf.uint8)
+    starts = tf.logical_and(tf.equal(raw[:-1], 0xFF), tf.equal(raw[1:], 0xDA))
+    return tf.reduce_sum(tf.cast(starts, tf.int64))
+
+
+def _after_sub_blocks(data: _Bytes, position: tf.Tensor, runs_left: tf.Tensor):
+    """(position, runs_left, exhausted): the position after a chain of GIF data sub-blocks
+    (length byte, data) and its 0 byte, walked in runs of sub-blocks of one length.
+
+    One loop step takes up to `_GIF_RUN_LENGTH` sub-blocks of the length of the first, checked
+    in one gather, so the 255-byte sub-blocks encoders write cost one step per 261 KB, and
+    100,000 one-byte sub-blocks 98 steps. Lengths that change at every sub-block take a step
+    each: after `runs_left` steps the walk stops, `exhausted`, for the caller to refuse.
+    """
+    strides = tf.range(1, _GIF_RUN_LENGTH + 1, dtype=tf.int64)
+
+    def going_on(at, runs):
+        return tf.logical_and(
+            tf.logical_and(at < data.length, tf.not_equal(data.at(at), 0)), runs > 0
         )
-        is_frame = tf.reduce_any(tf.equal(marker, _JPEG_SOF_MARKERS))
-        ends_early = tf.logical_or(tf.equal(marker, 0xD9), tf.equal(marker, 0xDA))  # EOI, SOS
-        is_fill = tf.equal(marker, 0xFF)
-        standalone = tf.reduce_any(tf.equal(marker, _JPEG_STANDALONE_MARKERS))
-        one, two = tf.constant(1, tf.int64), tf.constant(2, tf.int64)
-        step = tf.where(is_fill, one, tf.where(standalone, two, 2 + data.big_endian(position + 2, 2)))
-        new_state = tf.where(
-            tf.logical_or(not_a_marker, ends_early),
-            broken,
-            tf.where(is_frame, found, searching),
-        )
-        height = tf.where(is_frame, data.big_endian(position + 5, 2), height)
-        width = tf.where(is_frame, data.big_endian(position + 7, 2), width)
-        return position + step, new_state, height, width, segments + 1
 
-    zero = tf.constant(0, tf.int64)
-    _, state, height, width, _ = tf.while_loop(
-        keep_looking,
-        next_marker,
-        (tf.constant(2, tf.int64), tf.constant(searching), zero, zero, tf.constant(0)),
+    def one_run(at, runs):
+        length = data.at(at)
+        same = tf.equal(data.at(at + (length + 1) * strides), length)  # 0 past the end
+        following = tf.reduce_sum(tf.math.cumprod(tf.cast(same, tf.int64)))
+        return at + (length + 1) * (1 + following), runs - 1
+
+    at, runs_left = tf.while_loop(
+        going_on, one_run, (tf.cast(position, tf.int64), tf.cast(runs_left, tf.int64))
     )
-    problem = _problem_if(tf.equal(state, broken), "JPEG without a frame header (SOFn)", _no_problem())
-    problem = _problem_if(
-        tf.equal(state, searching),
-        f"JPEG with no frame header in its first {MAX_JPEG_SEGMENTS} segments",
-        problem,
+    exhausted = tf.logical_and(
+        tf.logical_and(at < data.length, tf.not_equal(data.at(at), 0)), runs_left <= 0
     )
-    return height, width, problem
+    return at + 1, runs_left, exhausted
 
 
-def _after_sub_blocks(data: _Bytes, position: tf.Tensor) -> tf.Tensor:
-    """The position after a chain of GIF data sub-blocks (length byte, data) and its 0 byte."""
-    (position,) = tf.nest.flatten(
-        tf.while_loop(
-            lambda at: tf.logical_and(at < data.length, tf.not_equal(data.at(at), 0)),
-            lambda at: (at + data.at(at) + 1,),
-            (tf.cast(position, tf.int64),),
-        )
+def _too_many_runs(exhausted: tf.Tensor, previous: tf.Tensor) -> tf.Tensor:
+    return _problem_if(
+        exhausted,
+        f"GIF whose sub-blocks change length more than {MAX_GIF_SUB_BLOCK_RUNS} times in its "
+        "extensions or its first frame (GIF encoders write equal sub-blocks)",
+        previous,
     )
-    return position + 1
 
 
 def gif_first_frame(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -234,19 +271,28 @@ def gif_first_frame(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
     )
     first_block = 13 + tf.where(has_global_table, global_table_size, tf.constant(0, tf.int64))
 
-    def is_extension(position, control_at, extensions):
-        return tf.logical_and(tf.equal(data.at(position), 0x21), extensions < MAX_GIF_EXTENSIONS)
+    def is_extension(position, control_at, extensions, runs_left, exhausted):
+        more = tf.logical_and(tf.equal(data.at(position), 0x21), extensions < MAX_GIF_EXTENSIONS)
+        return tf.logical_and(more, tf.logical_not(exhausted))
 
-    def skip_extension(position, control_at, extensions):
+    def skip_extension(position, control_at, extensions, runs_left, exhausted):
         is_control = tf.equal(data.at(position + 1), 0xF9)
         control_at = tf.where(is_control, position + 3, control_at)
-        return _after_sub_blocks(data, position + 2), control_at, extensions + 1
+        position, runs_left, exhausted = _after_sub_blocks(data, position + 2, runs_left)
+        return position, control_at, extensions + 1, runs_left, exhausted
 
-    descriptor, control_at, _ = tf.while_loop(
+    descriptor, control_at, _, _, exhausted = tf.while_loop(
         is_extension,
         skip_extension,
-        (first_block, tf.constant(-1, tf.int64), tf.constant(0)),
+        (
+            first_block,
+            tf.constant(-1, tf.int64),
+            tf.constant(0),
+            tf.constant(MAX_GIF_SUB_BLOCK_RUNS, tf.int64),
+            tf.constant(False),
+        ),
     )
+    problem = _too_many_runs(exhausted, problem)
     problem = _problem_if(
         tf.not_equal(data.at(descriptor), 0x2C), "GIF without an image before its end", problem
     )
@@ -290,12 +336,13 @@ def gif_frame_end(image_bytes: tf.Tensor, image_data_at: tf.Tensor):
     """(frame_end, problem): the position just past a frame's LZW data, which starts at
     `image_data_at`. Cutting there and appending the trailer 0x3B leaves a one-frame GIF.
 
-    Walks the frame's sub-blocks (one step per 255 bytes), so the caller runs it only for a
-    frame whose size it has accepted.
+    Walks the frame's sub-blocks in runs of one length (`_after_sub_blocks`), at most
+    MAX_GIF_SUB_BLOCK_RUNS steps.
     """
     data = _Bytes(image_bytes)
-    frame_end = _after_sub_blocks(data, image_data_at + 1)  # +1: the LZW minimum code size
-    problem = _problem_if(
-        frame_end > data.length, "truncated GIF: its first frame is cut off", _no_problem()
+    frame_end, _, exhausted = _after_sub_blocks(  # +1: the LZW minimum code size
+        data, image_data_at + 1, tf.constant(MAX_GIF_SUB_BLOCK_RUNS, tf.int64)
     )
+    problem = _too_many_runs(exhausted, _no_problem())
+    problem = _problem_if(frame_end > data.length, "truncated GIF: its first frame is cut off", problem)
     return frame_end, problem

@@ -135,3 +135,66 @@ def animated_gif(frames: int, size: int = 256) -> tuple[bytes, bytes]:
     first = io.BytesIO()
     images[0].save(first, format="GIF")
     return animation.getvalue(), first.getvalue()
+
+
+def _jpeg_segments(jpeg: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each segment of a well-formed JPEG, a scan with its entropy-coded
+    data (which ends at the first FF not followed by 00 or a restart marker RST0..7)."""
+    segments, position = [], 2
+    while position < len(jpeg):
+        marker = jpeg[position + 1]
+        if marker == 0xD9:
+            segments.append((marker, position, position + 2))
+            break
+        end = position + 2 + struct.unpack(">H", jpeg[position + 2:position + 4])[0]
+        if marker == 0xDA:
+            while not (jpeg[end] == 0xFF and jpeg[end + 1] not in (0, *range(0xD0, 0xD8))):
+                end += 1
+        segments.append((marker, position, end))
+        position = end
+    return segments
+
+
+def jpeg_hiding_its_frame(jpeg: bytes, shown: tuple[int, int] = (8, 8)) -> bytes:
+    """`jpeg` with a decoy frame header of shown = (width, height) that a walker reads and libjpeg
+    does not: after SOI, the stuffed-zero pair FF 00 and a 2-byte "length" that reaches into a
+    comment holding the decoy. libjpeg discards FF 00 and the bytes after it up to the next
+    marker as junk, reads the real frame header, and skips the comment whole."""
+    frame_end = next(end for marker, _, end in _jpeg_segments(jpeg) if 0xC0 <= marker <= 0xC2)
+    decoy = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, shown[1], shown[0], 1) + b"\x01\x11\x00"
+    body = jpeg[2:frame_end]
+    for padding in range(4):  # the length must hold no FF byte, or libjpeg reads a marker in it
+        comment = b"\xff\xfe" + struct.pack(">H", 2 + padding + len(decoy)) + bytes(padding) + decoy
+        length = len(body) + 4 + padding + 2  # from the FF 00 pair to the decoy, less 2
+        if 0xFF not in struct.pack(">H", length):
+            return b"\xff\xd8\xff\x00" + struct.pack(">H", length) + body + comment + jpeg[frame_end:]
+    raise ValueError("no length without an FF byte")
+
+
+def jpeg_with_repeated_last_scan(jpeg: bytes, copies: int) -> bytes:
+    """A progressive `jpeg` with `copies` more copies of its last scan before EOI: each one is
+    decoded again over every pixel (libjpeg warns and goes on)."""
+    _, start, end = [segment for segment in _jpeg_segments(jpeg) if segment[0] == 0xDA][-1]
+    return jpeg[:-2] + jpeg[start:end] * copies + jpeg[-2:]
+
+
+def gif_with_long_comment(sub_blocks: int, lengths: tuple[int, ...] = (1,)) -> bytes:
+    """A 1x1 GIF whose comment extension holds `sub_blocks` sub-blocks, their lengths taken in
+    turn from `lengths` (100,000 one-byte sub-blocks: 200 KB)."""
+    header = b"GIF89a" + struct.pack("<HH", 1, 1) + bytes([0x80, 0, 0]) + b"\x00\x00\x00\xff\xff\xff"
+    comment = b"\x21\xfe" + b"".join(
+        bytes([length]) + b"a" * length
+        for length in (lengths[index % len(lengths)] for index in range(sub_blocks))
+    ) + b"\x00"
+    descriptor = b"\x2c" + struct.pack("<HHHH", 0, 0, 1, 1) + b"\x00"
+    return header + comment + descriptor + _constant_lzw(1) + b"\x3b"
+
+
+def bmp_core_header_read_wide(width: int) -> bytes:
+    """A BMP with a 12-byte core header that says width x 1, which TensorFlow's decoder reads as
+    a 40-byte header: 32-bit width at offset 18 (width + 65536) and height at 22 (planes = 1),
+    bits per pixel at 28 (24), so it decodes (width + 65536) x 1 pixels from the data given."""
+    core = struct.pack("<IHHHH", 12, width, 1, 1, 0) + struct.pack("<HH", 0, 24)
+    pixels = bytes(((width + 65536) * 3 + 3) // 4 * 4)
+    offset = 14 + len(core)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + core + pixels

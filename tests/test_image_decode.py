@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +12,9 @@ import tensorflow as tf
 from PIL import Image
 
 from alexnet_tf import data, image_decode
+from alexnet_tf import image_headers as headers
 from alexnet_tf.convert import images as convert_images
+from tests import image_bombs
 
 
 SIZE = 70 * 45  # the pixels of every test image
@@ -147,3 +150,78 @@ def test_a_malformed_header_or_unknown_format_is_refused_by_name():
         png = bytearray(real_files()["png_rgb"])
         png[16:20] = bytes(4)
         decode(bytes(png))
+
+
+def cpu_seconds(image_bytes: bytes, max_pixels: int | None, tries: int = 3) -> float:
+    """The least process CPU time (every thread) of decoding, or refusing, `image_bytes`."""
+    decode(image_bytes, max_pixels) if max_pixels is None else None  # traced before timing
+    best = float("inf")
+    for _ in range(tries):
+        start = time.process_time()
+        try:
+            decode(image_bytes, max_pixels)
+        except tf.errors.InvalidArgumentError:
+            pass
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def test_a_jpeg_is_measured_as_libjpeg_reads_it_not_by_a_decoy_frame_header():
+    plain = encode(Image.fromarray(photo(480, 640)), "JPEG", quality=75)
+    crafted = image_bombs.jpeg_hiding_its_frame(plain, shown=(8, 8))
+    assert tf.io.decode_jpeg(crafted).shape == (480, 640, 3)  # libjpeg skips FF 00 as junk
+    for image_bytes in (plain, crafted):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"JPEG of 640x480 pixels is over the limit of 10,000"):
+            decode(image_bytes, max_pixels=10_000)
+    np.testing.assert_array_equal(decode(crafted), decode(plain))
+    bomb = image_bombs.jpeg_hiding_its_frame(image_bombs.jpeg_bomb(12000, 12000))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"JPEG of 12000x12000 pixels is over the limit of 50,000,000"):
+        decode(bomb, max_pixels=image_decode.DEFAULT_MAX_PIXELS)
+
+
+def test_a_bmp_is_measured_as_tensorflows_decoder_reads_it():
+    # A 12-byte core header says 64x1; TensorFlow reads 32-bit sizes where a 40-byte header has them.
+    wide = image_bombs.bmp_core_header_read_wide(64)
+    assert tf.io.decode_bmp(wide).shape == (1, 64 + 65536, 3)
+    for bomb in (wide, image_bombs.bmp_bomb(65535, 65535, core_header=True)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"BMP with a 12-byte header"):
+            decode(bomb, max_pixels=1000)
+
+
+def test_a_progressive_jpeg_with_hundreds_of_repeated_scans_is_refused_before_decoding():
+    plain = encode(Image.fromarray(photo(128, 128)), "JPEG", quality=90, progressive=True)
+    crafted = image_bombs.jpeg_with_repeated_last_scan(plain, 500)
+    # Each scan is decoded over every pixel again: the time grows with the bytes sent.
+    decoded = cpu_seconds(crafted, max_pixels=None)
+    assert decoded > 5 * cpu_seconds(plain, max_pixels=None)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"JPEG of 510 scans is over the limit of 100 scans"):
+        decode(crafted, max_pixels=image_decode.DEFAULT_MAX_PIXELS)
+    assert cpu_seconds(crafted, image_decode.DEFAULT_MAX_PIXELS) < decoded / 4
+    assert decode(plain, max_pixels=SIZE * 10).shape == (128, 128, 3)
+
+
+def test_a_gif_of_many_tiny_sub_blocks_costs_what_a_plain_one_costs_or_is_refused():
+    plain = image_bombs.gif_with_long_comment(1)
+    one_byte_blocks = image_bombs.gif_with_long_comment(100_000)  # 200 KB
+    assert decode(one_byte_blocks, max_pixels=1).shape == (1, 1, 3)
+    assert cpu_seconds(one_byte_blocks, max_pixels=1) < 10 * cpu_seconds(plain, max_pixels=1) + 0.02
+    # Lengths that change at every sub-block cannot be skipped in runs: refused after a bound.
+    changing = image_bombs.gif_with_long_comment(100_000, lengths=(1, 2))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"GIF whose sub-blocks change length more than"):
+        decode(changing, max_pixels=1)
+    assert cpu_seconds(changing, max_pixels=1) < 0.1
+
+
+@pytest.mark.parametrize("block_bytes", [255, 254])
+def test_the_frame_walk_takes_a_large_gifs_sub_blocks_in_runs(block_bytes):
+    """A 49 MP GIF's data holds up to ~290,000 sub-blocks, all of one length but the last (255
+    from giflib and Pillow, 254 from some other encoders)."""
+    blocks = 290_000
+    data = (bytes([block_bytes]) + bytes(block_bytes)) * blocks + b"\x07" + bytes(7) + b"\x00"
+    image = b"GIF89a" + bytes(7) + b"\x2c" + bytes(9) + b"\x08" + data + b"\x3b"
+    frame_end = tf.function(headers.gif_frame_end)  # traced, as the serving graph runs it
+    end, problem = frame_end(tf.constant(image), tf.constant(23, tf.int64))
+    assert (int(end), problem.numpy()) == (len(image) - 1, b"")
+    start = time.process_time()
+    frame_end(tf.constant(image), tf.constant(23, tf.int64))[0].numpy()
+    assert time.process_time() - start < 0.5
