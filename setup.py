@@ -44,7 +44,10 @@ setuptools.setup(
         # a multi-GB CUDA wheel into every test environment.
         # pytest-xdist runs the tests on every core (tools/test.sh): most of them wait on
         # single-threaded subprocesses, and two workers took CI's 2-core run from 22m51s to 15m39s.
-        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "safetensors>=0.4"],
+        # hypothesis drives the differential fuzzing of the serving decoder
+        # (tests/test_decode_fuzzing.py): seeded, shrinking mutations of real image files, which
+        # a hand-rolled loop would find and report less well.
+        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "safetensors>=0.4", "hypothesis"],
         "gpu": ["tensorflow[and-cuda]>=2.21"],
         # The peer that benchmarks/train_throughput.py measures against; never needed to run us.
         "bench": ["torch==2.13.0"],

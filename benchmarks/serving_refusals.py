@@ -1,5 +1,7 @@
 """Claim (issue 12): a refused request costs under 0.1 s and under 50 MB, a small fraction of
-one normal request, and an animated GIF costs what its first frame costs.
+one normal request, and an animated GIF costs what its first frame costs. Issue 20: a decoy
+frame header cannot hide a JPEG's size, and a request's CPU time does not grow with bytes that
+add no pixels (repeated progressive scans, one-byte GIF sub-blocks).
 
     python benchmarks/serving_refusals.py [--tries=5]
 
@@ -13,6 +15,7 @@ ratio of the slowest refusal to the normal request.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import sys
@@ -24,7 +27,9 @@ sys.path.insert(0, REPO_ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from alexnet_tf import export  # noqa: E402
 from alexnet_tf.model import build_alexnet  # noqa: E402
@@ -47,6 +52,18 @@ def peak_megabytes_and_seconds(serve, batch: tf.Tensor, tries: int) -> tuple[flo
     return best_seconds, worst_megabytes, outcome
 
 
+def _progressive_jpeg(side: int) -> bytes:
+    """A photo-like progressive JPEG (libjpeg's 10 scans) of side x side."""
+    rows, columns = np.mgrid[0:side, 0:side]
+    noise = np.random.default_rng(0).integers(0, 8, (side, side, 3))
+    pixels = np.stack([rows * 255 // side, columns * 255 // side, (rows + columns) % 256], -1)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)).save(
+        buffer, format="JPEG", quality=90, progressive=True
+    )
+    return buffer.getvalue()
+
+
 def _status_kb(key: str) -> int:
     with open("/proc/self/status") as handle:
         return int(re.search(key + r":\s+(\d+)", handle.read()).group(1))
@@ -62,6 +79,7 @@ def main() -> None:
         serve = tf.saved_model.load(version).signatures["serving_default"]
     photo = export.sample_images()[0][1]
     animation, first_frame = image_bombs.animated_gif(300)
+    progressive = _progressive_jpeg(2000)
     requests = {
         "normal 160x120 JPEG": [photo],
         "PNG 12000x12000 (18 KB, complete)": [image_bombs.png_bomb(12000, 12000, complete=True)],
@@ -74,6 +92,17 @@ def main() -> None:
         "JPEG SOF0 65535x65535": [image_bombs.jpeg_bomb(65535, 65535)],
         "JPEG SOF2 12000x12000 after 60 KB APP1": [
             image_bombs.jpeg_bomb(12000, 12000, marker=0xC2, app_bytes=60000)
+        ],
+        "JPEG 12000x12000 behind a decoy 8x8 SOF": [
+            image_bombs.jpeg_hiding_its_frame(image_bombs.jpeg_bomb(12000, 12000))
+        ],
+        "progressive JPEG 2000x2000": [progressive],
+        "  + 500 copies of its last scan": [
+            image_bombs.jpeg_with_repeated_last_scan(progressive, 500)
+        ],
+        "GIF 1x1, 100,000 1-byte comment sub-blocks": [image_bombs.gif_with_long_comment(100_000)],
+        "GIF 1x1, 100,000 sub-blocks of 1, 2 bytes": [
+            image_bombs.gif_with_long_comment(100_000, lengths=(1, 2))
         ],
         "65 images in one request": [photo] * 65,
         "GIF 300 frames of 256x256": [animation],
@@ -88,15 +117,17 @@ def main() -> None:
             pass
         rows[name] = peak_megabytes_and_seconds(serve, batch, arguments.tries)
         seconds, megabytes, outcome = rows[name]
-        print(f"{name:42s} {outcome:16s} {1000 * seconds:8.2f} ms {megabytes:8.1f} MB", flush=True)
+        print(f"{name:44s} {outcome:16s} {1000 * seconds:8.2f} ms {megabytes:8.1f} MB", flush=True)
     normal = rows["normal 160x120 JPEG"][0]
     refusals = [row for row in rows.values() if row[2] == "InvalidArgument"]
     slowest = max(row[0] for row in refusals)
     heaviest = max(row[1] for row in refusals)
     animation_ratio = rows["GIF 300 frames of 256x256"][0] / rows["GIF its first frame alone"][0]
+    scans_ratio = rows["  + 500 copies of its last scan"][0] / rows["progressive JPEG 2000x2000"][0]
     print(
         f"slowest refusal / normal request: {slowest / normal:.2f}x ({1000 * slowest:.2f} ms, "
-        f"at most {heaviest:.1f} MB); 300-frame GIF / its first frame: {animation_ratio:.2f}x"
+        f"at most {heaviest:.1f} MB); 300-frame GIF / its first frame: {animation_ratio:.2f}x; "
+        f"progressive JPEG with 500 more scans / without: {scans_ratio:.2f}x"
     )
 
 
