@@ -97,13 +97,8 @@ def _decode_jpeg(image_bytes, max_pixels):
         reasons.append(
             tf.where(
                 scans > headers.MAX_JPEG_SCANS,
-                tf.strings.join(
-                    [
-                        "JPEG of ",
-                        tf.strings.as_string(scans),
-                        f" scans is over the limit of {headers.MAX_JPEG_SCANS} scans per image",
-                    ]
-                ),
+                f"JPEG of over {headers.MAX_JPEG_SCANS} scans is over the limit of "
+                f"{headers.MAX_JPEG_SCANS} scans per image (libjpeg decodes each over every pixel)",
                 "",
             )
         )

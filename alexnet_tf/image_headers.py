@@ -35,6 +35,7 @@ FORMAT_NAMES = ("JPEG", "PNG", "GIF", "BMP", "WebP", "unknown")
 # progressive scan is decoded over every pixel again (djpeg's -maxscans guards the same), so
 # 100 scans leave real files ample room and bound a 1 MP image's scans to ~50 ms of CPU.
 MAX_JPEG_SCANS = 100
+_SCAN_WINDOW = 1 << 20
 # Real GIFs have a handful of extension blocks (comments, application data) before their
 # frame; a file that needs more is refused rather than walked for as long as the client likes.
 MAX_GIF_EXTENSIONS = 256
@@ -202,15 +203,26 @@ def jpeg_size(image_bytes: tf.Tensor):
 
 
 def jpeg_scan_count(image_bytes: tf.Tensor) -> tf.Tensor:
-    """int64: how many start-of-scan markers (FF DA) the bytes hold, an upper bound on the
-    scans libjpeg decodes. Entropy-coded data stuffs every FF byte as FF 00, so FF DA is a
-    marker there; in other segments (EXIF, ICC) it may be data, which only overcounts.
-    Vectorized, a few ms per MB."""
-    raw = tf.io.decode_raw(image_bytes, tf.uint8)
-    starts = tf.cast(tf.logical_and(tf.equal(raw[:-1], 0xFF), tf.equal(raw[1:], 0xDA)), tf.uint8)
-    # Summed in uint8 rows of 128 (at most 64 markers each), not one int64 per byte: 8x less memory.
-    rows = tf.reshape(tf.pad(starts, [[0, -tf.size(starts) % 128]]), [-1, 128])
-    return tf.reduce_sum(tf.cast(tf.reduce_sum(rows, axis=1), tf.int64))
+    """int64: how many start-of-scan markers (FF DA) the bytes hold, counted until one more
+    than MAX_JPEG_SCANS: an upper bound on the scans libjpeg decodes. Entropy-coded data
+    stuffs every FF byte as FF 00, so FF DA is a marker there; in other segments (EXIF, ICC)
+    it may be data, which only overcounts. Read in windows of 1 MB (a few MB of memory
+    whatever the file's size), vectorized: a few ms per MB."""
+    length = tf.cast(tf.strings.length(image_bytes), tf.int64)
+
+    def going_on(at, count):
+        return tf.logical_and(at < length, count <= MAX_JPEG_SCANS)
+
+    def one_window(at, count):
+        # One byte more than the window, so a marker across its end is counted, once.
+        raw = tf.io.decode_raw(tf.strings.substr(image_bytes, at, _SCAN_WINDOW + 1), tf.uint8)
+        starts = tf.logical_and(tf.equal(raw[:-1], 0xFF), tf.equal(raw[1:], 0xDA))
+        return at + _SCAN_WINDOW, count + tf.math.count_nonzero(starts)
+
+    _, count = tf.while_loop(
+        going_on, one_window, (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
+    )
+    return count
 
 
 def _after_sub_blocks(data: _Bytes, position: tf.Tensor, runs_left: tf.Tensor):

@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import struct
 import sys
 import time
+import zlib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -47,6 +49,8 @@ def cases() -> dict[str, tuple[str, bytes]]:
     pixels = np.clip(smooth + noise, 0, 255).astype(np.uint8)
     baseline = encode(pixels, "JPEG", quality=90)
     progressive = encode(pixels, "JPEG", quality=90, progressive=True)
+    png = encode(pixels, "PNG")
+    text_chunk = struct.pack(">I", 1) + b"tEXt" + b"a" + struct.pack(">I", zlib.crc32(b"tEXta"))
     big_comments = (b"\xff\xfe\xff\xff" + b"a" * 65533) * 64
     tiny_comments = b"\xff\xfe\x00\x02" * MEGABYTE
     return {
@@ -60,6 +64,8 @@ def cases() -> dict[str, tuple[str, bytes]]:
         "  + 500 copies of its last scan": (
             "1 MP progressive JPEG (10 scans)", image_bombs.jpeg_with_repeated_last_scan(progressive, 500)
         ),
+        "1 MP PNG": ("1 MP PNG", png),
+        "  + 4 MB of 13-byte text chunks": ("1 MP PNG", png[:33] + text_chunk * (4 * MEGABYTE // 13) + png[33:]),
         "GIF 1x1": ("GIF 1x1", image_bombs.gif_with_long_comment(1)),
         "  + 4 MB comment of 255-byte sub-blocks": (
             "GIF 1x1", image_bombs.gif_with_long_comment(4 * MEGABYTE // 256, lengths=(255,))

@@ -107,6 +107,7 @@ class Outcome:
     shape: tuple[int, ...] | None = None
     message: str = ""
     reference_shape: tuple[int, ...] | None = None
+    checked_size: tuple[int, int] | None = None  # (height, width) the header check read
 
     @property
     def past_the_limit(self) -> bool:
@@ -114,12 +115,13 @@ class Outcome:
 
     @property
     def disagrees(self) -> bool:
-        """Decoded at a size other than the one TensorFlow's decoder produces on its own."""
-        return (
-            self.status == "decoded"
-            and self.reference_shape is not None
-            and self.shape[:2] != self.reference_shape[:2]
-        )
+        """Decoded at a size other than the one its header check read, or than the one
+        TensorFlow's decoder produces on its own."""
+        if self.status != "decoded":
+            return False
+        if self.checked_size is not None and self.shape[:2] != self.checked_size:
+            return True
+        return self.reference_shape is not None and self.shape[:2] != self.reference_shape[:2]
 
     @property
     def refused_needlessly(self) -> bool:
@@ -138,6 +140,31 @@ def _served(max_pixels: int):
         lambda encoded: image_decode.decode_image(encoded, max_pixels),
         input_signature=[tf.TensorSpec([], tf.string)],
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _checked_size():
+    """(height, width) as the header check reads them; for GIF the first frame's, which is
+    what TensorFlow decodes from the one-frame GIF serving cuts."""
+
+    def size(image_bytes):
+        branches = {
+            headers.JPEG: lambda: headers.jpeg_size(image_bytes)[:2],
+            headers.PNG: lambda: headers.png_size(image_bytes)[:2],
+            headers.GIF: lambda: (
+                headers.gif_first_frame(image_bytes)["frame_height"],
+                headers.gif_first_frame(image_bytes)["frame_width"],
+            ),
+            headers.BMP: lambda: headers.bmp_size(image_bytes)[:2],
+            headers.WEBP: lambda: headers.webp_size(image_bytes)[:2],
+        }
+        unknown = lambda: (tf.constant(-1, tf.int64), tf.constant(-1, tf.int64))  # noqa: E731
+        return tf.switch_case(
+            headers.sniff_format(image_bytes),
+            [branches.get(code, unknown) for code in range(len(headers.FORMAT_NAMES))],
+        )
+
+    return tf.function(size, input_signature=[tf.TensorSpec([], tf.string)])
 
 
 def _reference_shape(image_bytes: bytes) -> tuple[int, ...] | None:
@@ -181,6 +208,9 @@ def check(image_bytes: bytes) -> Outcome:
     except Exception as crash:  # noqa: BLE001: any other failure is what this looks for
         outcome = Outcome("crashed", 0.0, message=f"{type(crash).__name__}: {crash}"[:300])
     outcome.milliseconds = 1000 * (time.process_time() - start)
+    if outcome.status == "decoded":
+        height, width = _checked_size()(tf.constant(image_bytes))
+        outcome.checked_size = (int(height), int(width))
     if outcome.status == "decoded" and not outcome.past_the_limit:
         outcome.reference_shape = _reference_shape(image_bytes)
     elif outcome.status == "refused" and "over the limit" in outcome.message:

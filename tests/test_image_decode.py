@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import io
+import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -194,7 +196,7 @@ def test_a_progressive_jpeg_with_hundreds_of_repeated_scans_is_refused_before_de
     # Each scan is decoded over every pixel again: the time grows with the bytes sent.
     decoded = cpu_seconds(crafted, max_pixels=None)
     assert decoded > 5 * cpu_seconds(plain, max_pixels=None)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"JPEG of 510 scans is over the limit of 100 scans"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"JPEG of over 100 scans is over the limit of 100 scans per image"):
         decode(crafted, max_pixels=image_decode.DEFAULT_MAX_PIXELS)
     assert cpu_seconds(crafted, image_decode.DEFAULT_MAX_PIXELS) < decoded / 4
     assert decode(plain, max_pixels=SIZE * 10).shape == (128, 128, 3)
@@ -225,3 +227,39 @@ def test_the_frame_walk_takes_a_large_gifs_sub_blocks_in_runs(block_bytes):
     start = time.process_time()
     frame_end(tf.constant(image), tf.constant(23, tf.int64))[0].numpy()
     assert time.process_time() - start < 0.5
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def decoys_the_decoders_refuse() -> dict[str, tuple[bytes, str]]:
+    """Layouts where a size reader could disagree with its decoder, and the refusal each gets:
+    libpng wants IHDR first and once, libwebp a VP8X canvas the size of its frame, and
+    TensorFlow's GIF decoder allocates the largest frame, not the logical screen."""
+    png = real_files()["png_rgb"]
+    lossless = encode(Image.fromarray(photo(20, 30)), "WEBP", lossless=True)
+    canvas = b"VP8X" + struct.pack("<I", 10) + bytes(4) + (9).to_bytes(3, "little") * 2  # 10x10
+    webp_body = b"WEBP" + canvas + lossless[12:]
+    return {
+        "png_chunk_before_ihdr": (
+            png[:8] + _png_chunk(b"tEXt", b"a\x00b") + png[8:], "PNG without IHDR first"
+        ),
+        "png_second_ihdr": (
+            png[:33] + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 7000, 7000, 8, 2, 0, 0, 0)) + png[33:],
+            "Invalid PNG",
+        ),
+        "webp_canvas_unlike_its_frame": (
+            b"RIFF" + struct.pack("<I", len(webp_body)) + webp_body, "Failed to decode WebP header"
+        ),
+        "gif_frame_larger_than_its_screen": (
+            image_bombs.gif_bomb((8, 8), (16, 16), complete=True), "GIF frame of 16x16 pixels is over the limit of 200"
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(decoys_the_decoders_refuse()))
+def test_a_decoy_size_in_other_formats_is_refused(name):
+    image_bytes, refusal = decoys_the_decoders_refuse()[name]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=refusal):
+        decode(image_bytes, max_pixels=200 if name.startswith("gif") else SIZE)
