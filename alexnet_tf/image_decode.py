@@ -7,6 +7,13 @@ Two jobs, both for `data.decode_image` and so for the serving graph and `predict
   pixels, an empty size, or a malformed header. An animated GIF is cut after its first frame,
   so the decoder never sees the rest (`tf.io.decode_gif` decodes every frame, even under
   `decode_image(expand_animations=False)`); animated WebP is refused.
+- **Work bounded by pixels, not bytes.** Sizes are read where and as each decoder reads them
+  (JPEG by libjpeg's own header reader). A JPEG of more than `MAX_JPEG_SCANS` (100) scans is
+  refused, since each progressive scan is decoded over every pixel again; a GIF's sub-blocks
+  are walked in runs of one length, at most `MAX_GIF_SUB_BLOCK_RUNS` (1,024) runs. Padding
+  costs a few ms per MB: a 1 MP image with 4 MB of comments, text chunks or sub-blocks
+  decodes or is refused in 12-73 ms of CPU; what remains grows with pixels x scans (1 MP with
+  100 heavy scans: ~0.25 s). `benchmarks/serving_decode_work.py` measures it.
 - **The same pixels as training.** The converter (`convert/images.py`) composites RGBA, LA and
   palette-with-transparency images over white with Pillow and scales 16-bit grayscale to 8 bits
   with rounding; `decode_image(channels=3)` would drop the alpha (transparent areas turn black
