@@ -362,5 +362,7 @@ def gif_frame_end(image_bytes: tf.Tensor, image_data_at: tf.Tensor):
         data, image_data_at + 1, tf.constant(MAX_GIF_SUB_BLOCK_RUNS, tf.int64)
     )
     problem = _too_many_runs(exhausted, _no_problem())
-    problem = _problem_if(frame_end > data.length, "truncated GIF: its first frame is cut off", problem)
+    problem = _problem_if(
+        frame_end > data.length, "truncated GIF: its first frame is cut off", problem
+    )
     return frame_end, problem

@@ -1,7 +1,7 @@
 """Claim (issue 20): no mutant of a real image decodes past --max_pixels, at a size other than
 its decoder's, or with an error other than a clean InvalidArgument, and none is slow.
 
-    nice -n 10 python benchmarks/fuzz_serving_decode.py --inputs=100000 [--seed=0] [--max_minutes=60]
+    nice -n 10 python benchmarks/fuzz_serving_decode.py --inputs=100000 [--max_minutes=60]
 
 Mutates the seeds of tests/decode_fuzzing.py (JPEG baseline, progressive and grey; PNG 8-bit,
 16-bit grey, palette, RGBA; GIF; BMP; WebP lossy and lossless) with 1 to 4 random edits each,

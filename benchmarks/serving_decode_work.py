@@ -53,24 +53,30 @@ def cases() -> dict[str, tuple[str, bytes]]:
     text_chunk = struct.pack(">I", 1) + b"tEXt" + b"a" + struct.pack(">I", zlib.crc32(b"tEXta"))
     big_comments = (b"\xff\xfe\xff\xff" + b"a" * 65533) * 64
     tiny_comments = b"\xff\xfe\x00\x02" * MEGABYTE
+    jpeg, gif = "1 MP baseline JPEG", "GIF 1x1"
+    progressive_jpeg = "1 MP progressive JPEG (10 scans)"
     return {
         "1 MP baseline JPEG": ("1 MP baseline JPEG", baseline),
-        "  + 4 MB of 64 KB comment segments": ("1 MP baseline JPEG", baseline[:2] + big_comments + baseline[2:]),
-        "  + 4 MB of 4-byte comment segments": ("1 MP baseline JPEG", baseline[:2] + tiny_comments + baseline[2:]),
+        "  + 4 MB of 64 KB comment segments": (jpeg, baseline[:2] + big_comments + baseline[2:]),
+        "  + 4 MB of 4-byte comment segments": (jpeg, baseline[:2] + tiny_comments + baseline[2:]),
         "1 MP progressive JPEG (10 scans)": ("1 MP progressive JPEG (10 scans)", progressive),
         "  + 90 copies of its last scan": (
-            "1 MP progressive JPEG (10 scans)", image_bombs.jpeg_with_repeated_last_scan(progressive, 90)
+            progressive_jpeg, image_bombs.jpeg_with_repeated_last_scan(progressive, 90)
         ),
         "  + 500 copies of its last scan": (
-            "1 MP progressive JPEG (10 scans)", image_bombs.jpeg_with_repeated_last_scan(progressive, 500)
+            progressive_jpeg, image_bombs.jpeg_with_repeated_last_scan(progressive, 500)
         ),
         "1 MP PNG": ("1 MP PNG", png),
-        "  + 4 MB of 13-byte text chunks": ("1 MP PNG", png[:33] + text_chunk * (4 * MEGABYTE // 13) + png[33:]),
+        "  + 4 MB of 13-byte text chunks": (
+            "1 MP PNG", png[:33] + text_chunk * (4 * MEGABYTE // 13) + png[33:]
+        ),
         "GIF 1x1": ("GIF 1x1", image_bombs.gif_with_long_comment(1)),
         "  + 4 MB comment of 255-byte sub-blocks": (
             "GIF 1x1", image_bombs.gif_with_long_comment(4 * MEGABYTE // 256, lengths=(255,))
         ),
-        "  + 4 MB comment of 1-byte sub-blocks": ("GIF 1x1", image_bombs.gif_with_long_comment(2 * MEGABYTE)),
+        "  + 4 MB comment of 1-byte sub-blocks": (
+            gif, image_bombs.gif_with_long_comment(2 * MEGABYTE)
+        ),
         "  + 100,000 sub-blocks of 1, 2 bytes": (
             "GIF 1x1", image_bombs.gif_with_long_comment(100_000, lengths=(1, 2))
         ),

@@ -34,8 +34,11 @@ def test_every_seed_is_decoded_at_its_size(name):
     max_examples=300, derandomize=True, deadline=None, database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(name=st.sampled_from(sorted(decode_fuzzing.seeds())), edits=st.lists(EDIT, min_size=1, max_size=4))
-def test_a_mutated_file_is_refused_cleanly_or_decoded_within_the_limit_at_its_decoders_size(name, edits):
+@given(
+    name=st.sampled_from(sorted(decode_fuzzing.seeds())),
+    edits=st.lists(EDIT, min_size=1, max_size=4),
+)
+def test_a_mutated_file_is_refused_cleanly_or_decoded_within_the_limit_at_its_size(name, edits):
     outcome = decode_fuzzing.check(decode_fuzzing.mutate(SEEDS()[name], edits))
     assert outcome.status != "crashed", outcome
     assert not outcome.past_the_limit, outcome
