@@ -89,7 +89,7 @@ def main() -> None:
         ],
         "GIF 1x1 screen, 65535x65535 frame": [image_bombs.gif_bomb((1, 1), (65535, 65535))],
         "BMP 65535x-65535 (top-down)": [image_bombs.bmp_bomb(65535, -65535)],
-        "JPEG SOF0 65535x65535": [image_bombs.jpeg_bomb(65535, 65535)],
+        "JPEG SOF0 65500x65500": [image_bombs.jpeg_bomb(65500, 65500)],
         "JPEG SOF2 12000x12000 after 60 KB APP1": [
             image_bombs.jpeg_bomb(12000, 12000, marker=0xC2, app_bytes=60000)
         ],

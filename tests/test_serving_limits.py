@@ -37,7 +37,8 @@ BOMBS = {
     "gif_1x1_screen_65535x65535_frame": lambda: image_bombs.gif_bomb((1, 1), (65535, 65535)),
     "bmp_12000x12000": lambda: image_bombs.bmp_bomb(12000, 12000),
     "bmp_65535x-65535_top_down": lambda: image_bombs.bmp_bomb(65535, -65535),
-    "jpeg_sof0_65535x65535": lambda: image_bombs.jpeg_bomb(65535, 65535),
+    # 65500: libjpeg's largest side (JPEG_MAX_DIMENSION); above it libjpeg refuses the header itself.
+    "jpeg_sof0_65500x65500": lambda: image_bombs.jpeg_bomb(65500, 65500),
     "jpeg_sof2_12000x12000_after_app1": lambda: image_bombs.jpeg_bomb(
         12000, 12000, marker=0xC2, app_bytes=60000
     ),
