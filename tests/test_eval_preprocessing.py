@@ -169,3 +169,19 @@ def test_a_model_trained_on_resized_records_is_served_the_pixels_it_was_evaluate
     # The records themselves are already as the converter made them: evaluating them with
     # the model's preprocessing is evaluating them as before.
     np.testing.assert_array_equal(prepare(tf.constant(record)).numpy(), evaluated)
+
+
+def test_ten_crops_of_resized_records_are_the_papers_and_a_bad_resize_record_is_refused():
+    from alexnet_tf.convert import resize
+
+    original = photo_like_jpeg(300, 400)
+    options = resize.ResizeOptions(shorter_side=256, center_crop=True)
+    record = resize.resized_jpeg(original, resize.geometry(300, 400, options), 95)
+    info = trained_on_resized_records(256, True, 227)
+    np.testing.assert_array_equal(
+        eval_preprocessing.ten_crop_function(info, 227)(tf.constant(record)).numpy(),
+        data.preprocess_for_ten_crop(tf.constant(record), 227).numpy())
+
+    info["preprocessing"]["records_resize"]["shorter_side"] = 0
+    with pytest.raises(model_info.ModelInfoError, match="records_resize.shorter_side"):
+        model_info.check_info(info, source_name="model_info.json")
