@@ -148,7 +148,7 @@ def _decode_as_records_hold(
     """bytes -> uint8 image as the resized records the model trained on hold it."""
     return lambda image_bytes: records_resize.as_records_hold(
         data.decode_image(image_bytes, max_pixels), records["shorter_side"],
-        records["center_crop"])
+        records["center_crop"], records.get("jpeg_quality"))
 
 
 def eval_function(

@@ -28,10 +28,11 @@ FORMAT_VERSION = 1
 # "torchvision": torchvision's ImageNet eval transform (Resize(256), CenterCrop(224) on a PIL
 #   image): antialiased bilinear to a shorter side of 256, the longer side truncated, rounded
 #   back to 8 bits as PIL does, the centre crop at round-half-even offsets.
-# "paper" may also say "records_resize": {"shorter_side": S, "center_crop": bool} when the
-#   model trained on records the converter made with --resize_shorter_side=S [--center_crop]:
-#   images are first scaled as the converter scaled them (antialiased Lanczos, 8 bits; see
-#   records_resize.py), so served pixels look like the trained ones.
+# "paper" may also say "records_resize": {"shorter_side": S, "center_crop": bool,
+#   "jpeg_quality": Q} when the model trained on records the converter made with
+#   --resize_shorter_side=S [--center_crop] --jpeg_quality=Q: images are first scaled and
+#   stored as the converter did (antialiased Lanczos, 8 bits, JPEG at Q; records_resize.py),
+#   so served pixels look like the trained ones.
 PREPROCESSING_NAMES = ("paper", "torchvision")
 RECORDS_RESIZE = "records_resize"
 _READABLE = 0o644  # mkstemp makes files private (0600); a model's files are meant to be shared
@@ -50,6 +51,7 @@ def paper_preprocessing(crop_size: int, records_options: dict | None = None) -> 
         preprocessing[RECORDS_RESIZE] = {
             "shorter_side": int(shorter_side),
             "center_crop": bool(records_options.get("center_crop")),
+            "jpeg_quality": int(records_options.get("jpeg_quality") or 95),
         }
     return preprocessing
 
@@ -142,6 +144,9 @@ def _check_records_resize(preprocessing: dict, source_name: str) -> None:
         raise ModelInfoError(f"{where}.shorter_side must be a positive integer")
     if not isinstance(records_resize.get("center_crop"), bool):
         raise ModelInfoError(f"{where}.center_crop must be true or false")
+    quality = records_resize.get("jpeg_quality", 95)
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ModelInfoError(f"{where}.jpeg_quality must be an integer in 1..100")
 
 
 def path_beside(model_path: str) -> str:

@@ -6,11 +6,12 @@ an original photo with the paper's bilinear resize alone, without antialiasing, 
 aliased pixels it never trained on (issue 20: mean |diff| 12.7 on a 4000x3000 photo-like
 image). So the served graph first does what the converter did: the same sizes (the shorter
 side exact, the longer rounded half to even), Lanczos-3 with antialiasing, 8-bit rounding, the
-central square at floor offsets; then the evaluation's own resize and centre crop follow.
+central square at floor offsets, the records' JPEG at their quality; then the evaluation's own
+resize and centre crop follow.
 
 Not emulated: Pillow decodes a large JPEG at 1/2..1/8 scale in libjpeg before the Lanczos
-(`Image.draft`), and its two resampling passes round to 8 bits in between. Both are smaller
-than the JPEG round-off of the records (tests/test_eval_preprocessing.py bounds the total).
+(`Image.draft`) and with its accurate IDCT, and its two resampling passes round to 8 bits in
+between. Together about 1.3-1.6 on the 0..255 scale (tests/test_eval_preprocessing.py).
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ def converter_size(height: tf.Tensor, width: tf.Tensor, shorter_side: int):
     return tf.where(larger, new_height, height), tf.where(larger, new_width, width)
 
 
-def as_records_hold(image: tf.Tensor, shorter_side: int, center_crop: bool) -> tf.Tensor:
+def as_records_hold(
+    image: tf.Tensor, shorter_side: int, center_crop: bool, jpeg_quality: int | None = None
+) -> tf.Tensor:
     """uint8 [H', W', 3]: a decoded image as `--resize_shorter_side=shorter_side
-    [--center_crop]` stores it (before the records' JPEG encoding)."""
+    [--center_crop]` stores it; with `jpeg_quality`, through the records' JPEG as well (the
+    converter encodes a changed image once, 4:2:0, and TensorFlow's libjpeg encodes alike)."""
     shape = tf.shape(image)
     height, width = converter_size(shape[0], shape[1], shorter_side)
 
@@ -49,7 +53,15 @@ def as_records_hold(image: tf.Tensor, shorter_side: int, center_crop: bool) -> t
         side = tf.minimum(height, width)
         top, left = (height - side) // 2, (width - side) // 2
         image = image[top : top + side, left : left + side, :]
-    return image
+        unchanged = tf.logical_and(unchanged, tf.equal(height, width))
+    if jpeg_quality is None:
+        return image
+
+    def as_stored():
+        encoded = tf.io.encode_jpeg(image, quality=jpeg_quality, chroma_downsampling=True)
+        return tf.io.decode_jpeg(encoded, channels=3)
+
+    return tf.cond(unchanged, lambda: image, as_stored)
 
 
 __all__ = ["as_records_hold", "converter_size"]

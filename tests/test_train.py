@@ -214,7 +214,7 @@ def test_conv1_filters_and_model_info_are_written_beside_the_curves(two_replica_
     # Trained on resized records: served originals are first scaled as the converter did.
     assert info["preprocessing"] == {
         "name": "paper", "resize_shorter_side": 256, "crop_size": 67,
-        "records_resize": {"shorter_side": 160, "center_crop": False},
+        "records_resize": {"shorter_side": 160, "center_crop": False, "jpeg_quality": 95},
     }
 
 
