@@ -37,11 +37,14 @@ def resize_shorter_side(image: tf.Tensor, shorter_side: int = SHORTER_SIDE) -> t
     """float32 image whose shorter side is `shorter_side`; bilinear, no antialiasing.
 
     Antialiasing stays off everywhere (evaluation, serving and the training crops) so that the
-    model sees the same kind of pixels at training and test time.
+    model sees the same kind of pixels at training and test time. The image is resized in its
+    own dtype, which gives the same values as `resize_bilinear`'s float32 copy without that
+    copy: 0.6 GB for a 50 MP image at serving.
     """
     shape = tf.shape(image)
     new_height, new_width = scaled_size(shape[0], shape[1], shorter_side)
-    return resize_bilinear(image, tf.stack([new_height, new_width]))
+    size = tf.stack([new_height, new_width])
+    return tf.image.resize(image, size, method="bilinear", antialias=False)
 
 
 def resize_bilinear(image: tf.Tensor, size) -> tf.Tensor:

@@ -37,7 +37,12 @@ def preprocess_for_eval(
     The exporter embeds this function in the serving signature (under `tf.map_fn`) and the
     evaluation pipeline calls it too, so both give bit-identical inputs for the same bytes.
     """
-    image = augment.resize_shorter_side(decode_image(image_bytes, max_pixels))
+    return eval_crop(decode_image(image_bytes, max_pixels), image_size)
+
+
+def eval_crop(image: tf.Tensor, image_size: int = 227) -> tf.Tensor:
+    """float32 [S, S, 3]: `preprocess_for_eval` on a decoded uint8 [H, W, 3] image."""
+    image = augment.resize_shorter_side(image)
     image = augment.center_crop(image, image_size)
     image.set_shape([image_size, image_size, 3])
     return augment.subtract_mean(image)
@@ -47,7 +52,14 @@ def preprocess_for_ten_crop(
     image_bytes: tf.Tensor, image_size: int = 227, crop_region: str = augment.PAPER_CROP_REGION
 ) -> tf.Tensor:
     """float32 [10, S, S, 3]: the paper's ten test patches (section 4.1), mean subtracted."""
-    image = augment.resize_shorter_side(decode_image(image_bytes))
+    return ten_crops(decode_image(image_bytes), image_size, crop_region)
+
+
+def ten_crops(
+    image: tf.Tensor, image_size: int = 227, crop_region: str = augment.PAPER_CROP_REGION
+) -> tf.Tensor:
+    """float32 [10, S, S, 3]: `preprocess_for_ten_crop` on a decoded uint8 [H, W, 3] image."""
+    image = augment.resize_shorter_side(image)
     crops = augment.ten_crop(image, image_size, crop_region)
     crops.set_shape([10, image_size, image_size, 3])
     return augment.subtract_mean(crops)

@@ -1,6 +1,7 @@
 """The evaluation preprocessing a model's weights expect, chosen from its model_info.json.
 
-Models trained here evaluate with `data.preprocess_for_eval` ("paper"). Weights imported from
+Models trained here evaluate with `data.preprocess_for_eval` ("paper"); those trained on resized
+records first scale an image as the converter did (`records_resize`). Weights imported from
 torchvision were trained and measured with torchvision's eval transform, so serving them
 with ours would cost accuracy: `torchvision_eval` reproduces that transform in TensorFlow
 ops (for the SavedModel, which must not need PIL or torch). Both return what every
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from alexnet_tf import augment, data, model_info
+from alexnet_tf import augment, data, model_info, records_resize
 
 
 def _torchvision_resized(
@@ -135,7 +136,19 @@ def ten_crop_function(
             shorter_side = preprocessing["resize_shorter_side"]
             return lambda image_bytes: torchvision_ten_crop(
                 image_bytes, image_size, shorter_side, crop_region)
+        if model_info.RECORDS_RESIZE in preprocessing:
+            decode = _decode_as_records_hold(preprocessing[model_info.RECORDS_RESIZE], None)
+            return lambda image_bytes: data.ten_crops(decode(image_bytes), image_size, crop_region)
     return lambda image_bytes: data.preprocess_for_ten_crop(image_bytes, image_size, crop_region)
+
+
+def _decode_as_records_hold(
+    records: dict, max_pixels: int | None
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    """bytes -> uint8 image as the resized records the model trained on hold it."""
+    return lambda image_bytes: records_resize.as_records_hold(
+        data.decode_image(image_bytes, max_pixels), records["shorter_side"],
+        records["center_crop"], records.get("jpeg_quality"))
 
 
 def eval_function(
@@ -156,4 +169,7 @@ def eval_function(
         shorter_side = preprocessing["resize_shorter_side"]
         return lambda image_bytes: torchvision_eval(
             image_bytes, image_size, shorter_side, max_pixels)
+    if model_info.RECORDS_RESIZE in preprocessing:
+        decode = _decode_as_records_hold(preprocessing[model_info.RECORDS_RESIZE], max_pixels)
+        return lambda image_bytes: data.eval_crop(decode(image_bytes), image_size)
     return paper

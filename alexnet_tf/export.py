@@ -234,9 +234,11 @@ def _write_saved_model(
     preprocess=None,
 ) -> None:
     # Saving traces the functions again, so the towers stay in place until it is done.
+    # The archive saves the variables its endpoints use (`_all_variables`). `archive.track`
+    # would add the model's Keras variables as a second checkpoint object per weight (its
+    # `variables` list), so every weight was stored twice: 2x the disk and the load time.
     with _grouped_convolutions_as_towers(model):
         archive = keras.export.ExportArchive()
-        archive.track(model)
         functions = serving.serving_functions(
             model,
             image_size=image_size,

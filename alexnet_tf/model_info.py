@@ -28,7 +28,13 @@ FORMAT_VERSION = 1
 # "torchvision": torchvision's ImageNet eval transform (Resize(256), CenterCrop(224) on a PIL
 #   image): antialiased bilinear to a shorter side of 256, the longer side truncated, rounded
 #   back to 8 bits as PIL does, the centre crop at round-half-even offsets.
+# "paper" may also say "records_resize": {"shorter_side": S, "center_crop": bool,
+#   "jpeg_quality": Q} when the model trained on records the converter made with
+#   --resize_shorter_side=S [--center_crop] --jpeg_quality=Q: images are first scaled and
+#   stored as the converter did (antialiased Lanczos, 8 bits, JPEG at Q; records_resize.py),
+#   so served pixels look like the trained ones.
 PREPROCESSING_NAMES = ("paper", "torchvision")
+RECORDS_RESIZE = "records_resize"
 _READABLE = 0o644  # mkstemp makes files private (0600); a model's files are meant to be shared
 
 
@@ -36,8 +42,18 @@ class ModelInfoError(ValueError):
     """A model_info.json that cannot be read or does not fit its model."""
 
 
-def paper_preprocessing(crop_size: int) -> dict:
-    return {"name": "paper", "resize_shorter_side": 256, "crop_size": int(crop_size)}
+def paper_preprocessing(crop_size: int, records_options: dict | None = None) -> dict:
+    """The paper's preprocessing; `records_options` (manifest.json's "options" of the records
+    the model trained on) adds the converter's resize when the records were resized."""
+    preprocessing = {"name": "paper", "resize_shorter_side": 256, "crop_size": int(crop_size)}
+    shorter_side = (records_options or {}).get("resize_shorter_side")
+    if shorter_side:
+        preprocessing[RECORDS_RESIZE] = {
+            "shorter_side": int(shorter_side),
+            "center_crop": bool(records_options.get("center_crop")),
+            "jpeg_quality": int(records_options.get("jpeg_quality") or 95),
+        }
+    return preprocessing
 
 
 def torchvision_preprocessing(crop_size: int = 224, resize_shorter_side: int = 256) -> dict:
@@ -75,7 +91,9 @@ def make_info(
     return info
 
 
-def for_network(network, image_size: int, preprocessing: dict | None = None) -> dict[str, Any]:
+def for_network(
+    network, image_size: int, preprocessing: dict | None = None
+) -> dict[str, Any]:
     """The record of a `build_alexnet` network; "paper" preprocessing unless told otherwise."""
     from alexnet_tf import model
 
@@ -109,7 +127,26 @@ def check_info(info: Any, *, source_name: str) -> dict:
             raise ModelInfoError(f"{source_name}: preprocessing.{key} must be a positive integer")
     if preprocessing["crop_size"] > preprocessing["resize_shorter_side"]:
         raise ModelInfoError(f"{source_name}: the crop is larger than the resized image")
+    if RECORDS_RESIZE in preprocessing:
+        _check_records_resize(preprocessing, source_name)
     return info
+
+
+def _check_records_resize(preprocessing: dict, source_name: str) -> None:
+    records_resize = preprocessing[RECORDS_RESIZE]
+    where = f"{source_name}: preprocessing.{RECORDS_RESIZE}"
+    if preprocessing["name"] != "paper":
+        raise ModelInfoError(f"{where} goes with 'paper' preprocessing only")
+    if not isinstance(records_resize, dict):
+        raise ModelInfoError(f"{where} must be an object")
+    shorter_side = records_resize.get("shorter_side")
+    if isinstance(shorter_side, bool) or not isinstance(shorter_side, int) or shorter_side < 1:
+        raise ModelInfoError(f"{where}.shorter_side must be a positive integer")
+    if not isinstance(records_resize.get("center_crop"), bool):
+        raise ModelInfoError(f"{where}.center_crop must be true or false")
+    quality = records_resize.get("jpeg_quality", 95)
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ModelInfoError(f"{where}.jpeg_quality must be an integer in 1..100")
 
 
 def path_beside(model_path: str) -> str:
@@ -152,6 +189,7 @@ __all__ = [
     "FILENAME",
     "ModelInfoError",
     "PREPROCESSING_NAMES",
+    "RECORDS_RESIZE",
     "check_info",
     "for_network",
     "make_info",

@@ -47,6 +47,8 @@ DEFAULT_MAX_PIXELS = image_decode.DEFAULT_MAX_PIXELS
 # A request is decoded image by image; 64 covers a client's batch of the paper's 128 split in
 # two, and TF Serving's batcher joins requests into larger batches anyway.
 DEFAULT_MAX_IMAGES_PER_REQUEST = 64
+# Images of a request decoded at once: one, so a request's peak memory is one image's.
+SERVED_IMAGES_AT_ONCE = 1
 # The name of the classes below `label_offset`: TF-slim's 1001-class ImageNet models keep
 # class 0 for "background" and the 1000 synsets at 1..1000 (the records' --label_offset=1).
 BACKGROUND = "background"
@@ -153,7 +155,12 @@ def serving_functions(
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)])
     def serve_image_bytes(image_bytes):
         with tf.control_dependencies([_refuse_large_requests(image_bytes, max_images_per_request)]):
-            images = tf.map_fn(preprocess, image_bytes, fn_output_signature=image_spec)
+            # One image at a time: tf.map_fn runs 10 by default, and a request of 50 MP
+            # images would hold that many decoded at once (each op still uses every core).
+            images = tf.map_fn(
+                preprocess, image_bytes, fn_output_signature=image_spec,
+                parallel_iterations=SERVED_IMAGES_AT_ONCE,
+            )
         return _classifier_outputs(model, images, label_tensor)
 
     @tf.function(

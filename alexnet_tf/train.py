@@ -533,8 +533,13 @@ def train() -> dict:
         safe_writes.save_model(network, os.path.join(FLAGS.model_dir, "model.keras"))
         plotting.plot_conv1_filters(network, os.path.join(FLAGS.model_dir,
                                                           plotting.CONV1_FILTERS_FILENAME))
-        callbacks.write_json_atomically(os.path.join(FLAGS.model_dir, model_info.FILENAME),
-                                        model_info.for_network(network, FLAGS.image_size))
+        # Records made with --resize_shorter_side: served images are scaled as they were.
+        records_options = (read_manifest(FLAGS.data_dir).get("options")
+                           if FLAGS.data_dir and not FLAGS.use_synthetic_data else None)
+        preprocessing = model_info.paper_preprocessing(FLAGS.image_size, records_options)
+        callbacks.write_json_atomically(
+            os.path.join(FLAGS.model_dir, model_info.FILENAME),
+            model_info.for_network(network, FLAGS.image_size, preprocessing))
         callbacks.write_json_atomically(os.path.join(FLAGS.model_dir, "summary.json"), summary)
     else:
         # Its checkpoints only took part in the chief's saves; the last worker out removes

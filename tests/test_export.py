@@ -111,6 +111,24 @@ def test_export_writes_version_1_with_the_files_tf_serving_reads(export_base):
     assert os.path.isfile(os.path.join(version_dir, export.WARMUP_FILE))
 
 
+def stored_weights(saved_model_dir: str) -> tuple[int, int]:
+    """(values, bytes) of the variables in a SavedModel's checkpoint, as a server reads them."""
+    reader = tf.train.load_checkpoint(os.path.join(saved_model_dir, "variables", "variables"))
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    values = {name: int(np.prod(shape)) for name, shape in shapes.items()}
+    return sum(values.values()), sum(values[name] * dtypes[name].size for name in values)
+
+
+def test_the_saved_model_stores_each_weight_once(model, export_base):
+    values, size = stored_weights(os.path.join(export_base, "1"))
+
+    # Keras's ExportArchive used to save its tracked Keras variables and the tf.Variables
+    # its endpoints use under two names: twice the parameters, twice the disk.
+    assert values == pytest.approx(model.count_params(), rel=0.05)
+    assert size == pytest.approx(4 * model.count_params(), rel=0.05)
+
+
 def test_saved_model_runs_grouped_convolutions_without_xla(model, export_base):
     with open(os.path.join(export_base, "1", "saved_model.pb"), "rb") as handle:
         graph = handle.read()

@@ -13,7 +13,9 @@ import tensorflow as tf
 
 from alexnet_tf import demo_data, export, precision
 from alexnet_tf.model import build_alexnet
-from tests.test_export import IMAGE_SIZE, NUM_CLASSES, informative_alexnet, run_cli
+from tests.test_export import (
+    IMAGE_SIZE, NUM_CLASSES, informative_alexnet, run_cli, stored_weights,
+)
 
 _ARITHMETIC_OPS = {"Conv2D", "MatMul", "_FusedConv2D", "_FusedMatMul", "BatchMatMulV2"}
 
@@ -99,6 +101,9 @@ def test_a_bfloat16_export_answers_as_the_float32_one(policy, tmp_path, jpegs, f
     assert np.ptp(float32_reference, axis=0).max() > 0.1, "the answers barely depend on the image"
     np.testing.assert_allclose(probabilities, float32_reference, atol=1e-2)
     np.testing.assert_array_equal(probabilities.argmax(-1), float32_reference.argmax(-1))
+    # Each weight stored once, in bfloat16 except fc8's float32 (0.08% of the parameters).
+    parameters = trained_under(policy).count_params()
+    assert stored_weights(path)[1] == pytest.approx(2 * parameters, rel=0.05)
 
 
 def test_the_bfloat16_copy_keeps_the_logits_in_float32_and_halves_the_weights():

@@ -213,4 +213,6 @@ def test_serving_answers_for_a_transparent_png_what_it_answers_for_the_converter
     serve = tf.saved_model.load(os.path.join(export_dir, "1")).signatures["serving_default"]
     answers = serve(image_bytes=tf.constant([transparent.getvalue(), converted.getvalue()]))
     probabilities = answers["probabilities"].numpy()
-    np.testing.assert_array_equal(probabilities[0], probabilities[1])
+    # The two preprocessed images are bit-identical; at two rows of one batch the model's
+    # kernels may still round differently (6e-8 seen), far below any colour difference.
+    np.testing.assert_allclose(probabilities[0], probabilities[1], rtol=0, atol=1e-6)

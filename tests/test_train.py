@@ -83,9 +83,13 @@ def read_json(model_dir: str, name: str):
         return json.load(handle)
 
 
+RESIZED_RECORDS = {"resize_shorter_side": 160, "center_crop": False, "jpeg_quality": 95}
+
+
 @pytest.fixture(scope="module")
 def records_dir(tmp_path_factory) -> str:
-    """Records written with the 1-based label convention and a converter-style manifest."""
+    """Records written with the 1-based label convention and a converter-style manifest, which
+    says they were made with --resize_shorter_side (every image is under it, so kept as is)."""
     directory = str(tmp_path_factory.mktemp("records"))
     write_records(directory, split="train", num_classes=NUM_CLASSES, images_per_class=16,
                   num_shards=2, label_offset=1)
@@ -93,7 +97,7 @@ def records_dir(tmp_path_factory) -> str:
                   num_shards=1, label_offset=1, seed=1)
     classes = {synset: 16 for synset in imagenet.synsets()[:NUM_CLASSES]}
     manifest = {
-        "options": {"label_offset": 1},
+        "options": {"label_offset": 1, **RESIZED_RECORDS},
         "splits": {
             "train": {"images": TRAIN_IMAGES, "classes": classes},
             "validation": {"images": NUM_CLASSES * 4,
@@ -207,7 +211,11 @@ def test_conv1_filters_and_model_info_are_written_beside_the_curves(two_replica_
         assert picture.size == (16 * 44 + 17 * 2, 6 * 44 + 7 * 2 + 10)
     info = model_info.read_info(os.path.join(model_dir, "model.keras"))
     assert (info["variant"], info["image_size"], info["num_classes"]) == ("paper", 67, NUM_CLASSES)
-    assert info["preprocessing"] == model_info.paper_preprocessing(67)
+    # Trained on resized records: served originals are first scaled as the converter did.
+    assert info["preprocessing"] == {
+        "name": "paper", "resize_shorter_side": 256, "crop_size": 67,
+        "records_resize": {"shorter_side": 160, "center_crop": False, "jpeg_quality": 95},
+    }
 
 
 def checkpoint_state(model_dir: str) -> dict:
