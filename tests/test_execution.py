@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import callbacks, distribution, execution, schedules
+from alexnet_tf import callbacks, distribution, execution, schedules, stops
 from tests.test_train import SigtermAtStep
 
 
@@ -143,3 +143,23 @@ def test_a_dataset_prefetched_to_the_device_trains_like_the_plain_one():
     _fit(prefetched, prefetched_stream, epochs=2, steps_per_epoch=5)
     for got, expected in zip(prefetched.get_weights(), plain.get_weights()):
         np.testing.assert_array_equal(got, expected)
+
+
+class _InterruptAfterFirstCall(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_progress_and_the_ctrl_c_message_count_real_steps(tmp_path, capsys):
+    """configs/paper.cfg's 10 steps per call over 3-step epochs: one call of 3 steps."""
+    model = _model(10)
+    progress = callbacks.Progress(terminal=True)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(_stream(), epochs=3, steps_per_epoch=3, verbose=1, callbacks=[
+            stops.StopOnNonFinite(lambda: 0.05), execution.ExactStepsPerExecution(),
+            progress, _InterruptAfterFirstCall()])
+    assert int(model.optimizer.iterations.numpy()) == 3
+    message = stops.interrupted_message(str(tmp_path))
+    assert message.startswith("Interrupted at epoch 1, step 3;"), message
+    shown = capsys.readouterr().out
+    assert "3/3" in shown and "10/3" not in shown, shown
