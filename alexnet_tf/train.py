@@ -10,7 +10,9 @@ boundary, after a SIGTERM (preemption) from the exact step where it stopped.
 Writes to --model_dir: checkpoints/ (every epoch and on SIGTERM), logs/ (TensorBoard),
 history.json (one record per epoch), training_curves.png, labels.txt (the records' class
 list, so export and predict name the classes), and at the end model.keras and
-summary.json (final loss, top-1/top-5 accuracy and error, images/s, the flags).
+summary.json (final loss, top-1/top-5 accuracy and error, the best validation epoch, images/s,
+the flags); the same in one line on stdout. A run refused before it trains leaves --model_dir
+as it found it. --novalidation trains on records without a validation split.
 """
 
 import importlib.util
