@@ -163,3 +163,14 @@ def test_progress_and_the_ctrl_c_message_count_real_steps(tmp_path, capsys):
     assert message.startswith("Interrupted at epoch 1, step 3;"), message
     shown = capsys.readouterr().out
     assert "3/3" in shown and "10/3" not in shown, shown
+
+
+def test_progress_off_a_terminal_is_plain_lines_of_real_steps(capsys):
+    model = _model(2)
+    model.fit(_stream(), epochs=1, steps_per_epoch=5, verbose=1, callbacks=[
+        execution.ExactStepsPerExecution(),
+        callbacks.Progress(terminal=False, plain_every_seconds=0.0)])
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown and "\r" not in shown and "\b" not in shown, repr(shown)
+    # Calls of 2, 2 and 1 steps: a line after each of the first two, Keras's at the end.
+    assert [line.split(" ")[0] for line in shown.splitlines()] == ["2/5", "4/5", "5/5"], shown
