@@ -45,5 +45,7 @@ def one_line(summary: dict, history: list[dict], model_path: str) -> str:
         validation = "no validation (--novalidation)"
     else:
         validation = "no validation pass ran"
-    return (f"Trained {summary['epochs_completed']} epochs ({summary['steps_completed']} steps) "
+    epochs = summary["epochs_completed"]
+    return (f"Trained {epochs} epoch{'' if epochs == 1 else 's'} "
+            f"({summary['steps_completed']} steps) "
             f"in {duration(seconds)}, {speed_words}; {validation}; model: {model_path}")
