@@ -590,6 +590,9 @@ def train() -> dict:
 
 
 _SPLIT_BEING_READ = damaged_shards.SplitBeingRead()
+# What train() may write into --model_dir before the first epoch: a refusal removes these.
+_WRITTEN_BEFORE_TRAINING = (run_lock.LOCK_FILE, labels.LABELS_FILENAME,
+                            labels.LABELS_FILENAME + ".tmp", "checkpoints", "workers")
 
 
 def _damaged_shard_message(error: BaseException) -> str | None:
@@ -619,7 +622,7 @@ def _first_informative_line(message: str) -> str:
 def main(argv: list[str]) -> None:
     # A single process's refusal takes back what it wrote; in a cluster the chief's folder is
     # shared, and one worker cannot tell its own entries from the others'.
-    changes = (folder_changes.FolderChanges(FLAGS.model_dir)
+    changes = (folder_changes.FolderChanges(FLAGS.model_dir, _WRITTEN_BEFORE_TRAINING)
                if distribution.worker_count() < 2 else None)
     try:
         if len(argv) > 1:

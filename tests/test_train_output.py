@@ -169,3 +169,24 @@ def test_export_prints_no_routine_tensorflow_lines(run_without_validation, tmp_p
     assert "unsupported characters which will be renamed" not in stderr
     assert (stdout + stderr).count("Assets written") <= 1
     assert "exported " in stdout
+
+
+def test_taking_back_removes_only_the_runs_own_entries_and_empty_folders(tmp_path):
+    """Another program's file, written while the run was being refused, stays."""
+    from alexnet_tf import folder_changes
+
+    fresh = tmp_path / "new" / "model"
+    changes = folder_changes.FolderChanges(str(fresh), [".lock"])
+    fresh.mkdir(parents=True)
+    (fresh / ".lock").write_text("")
+    (tmp_path / "new" / "theirs.txt").write_text("")
+    changes.take_back()
+    assert listing(tmp_path / "new") == ["theirs.txt"]
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    changes = folder_changes.FolderChanges(str(existing), [".lock", "labels.txt"])
+    for name in (".lock", "labels.txt", "theirs.txt"):
+        (existing / name).write_text("")
+    changes.take_back()
+    assert listing(existing) == ["theirs.txt"]
