@@ -362,25 +362,54 @@ class CheckpointOnPreemption(keras.callbacks.Callback):
         )
 
 
-class ProgressBarToStep(keras.callbacks.ProgbarLogger):
-    """Keras's progress bar, counting to where --train_steps stops the epoch, not its end.
+class Progress(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, counting the steps taken, to the epoch's end or --train_steps.
 
-    Given to fit in place of the default bar (Keras adds its own only when none is given).
+    Keras numbers each call of several steps (--steps_per_execution) as if it were full, so
+    3-step epochs at 10 steps per call showed 10/3; this counts the steps really run
+    (`steps_run`), and ends the bar where --train_steps cuts the epoch short. Where stdout is
+    not a terminal (a log file, CI) the bar's carriage returns and colour codes would be
+    garbage there: it prints a plain line every `plain_every_seconds` instead, and Keras's
+    plain line at each epoch's end. Given to fit in place of the default bar (Keras adds its
+    own only when none is given).
     """
 
-    def __init__(self, train_steps: int):
+    def __init__(self, train_steps: int | None = None, *, terminal: bool,
+                 plain_every_seconds: float = 30.0):
         super().__init__()
         self.train_steps = train_steps
+        self.terminal = terminal
+        self.plain_every_seconds = plain_every_seconds
+        self.steps_per_epoch = None
+        self._plain_lines = False
+        self._epoch_started = self._last_plain_line = 0.0
 
     def set_params(self, params):
         super().set_params(params)  # sets self.target to fit's steps per epoch
+        self.params = params  # which ProgbarLogger does not keep; `steps_run` reads it
         self.steps_per_epoch = self.target
+        self._plain_lines = self.verbose == 1 and not self.terminal
+        if self._plain_lines:
+            self.verbose = 2  # Keras's plain line per epoch; the lines in between are ours
 
     def on_epoch_begin(self, epoch, logs=None):
-        left = self.train_steps - int(self.model.optimizer.iterations.numpy())
-        if self.steps_per_epoch:
+        if self.train_steps and self.steps_per_epoch:
+            left = self.train_steps - int(self.model.optimizer.iterations.numpy())
             self.target = max(1, min(self.steps_per_epoch, left))
         super().on_epoch_begin(epoch, logs)
+        self._epoch_started = self._last_plain_line = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        steps = steps_run(self, batch)
+        super().on_train_batch_end(steps - 1, logs)
+        now = time.monotonic()
+        if (self._plain_lines and steps < (self.target or 0)
+                and now - self._last_plain_line >= self.plain_every_seconds):
+            self._last_plain_line = now
+            metrics = "".join(f" - {key}: {float(value):.4f}"
+                              for key, value in (logs or {}).items())
+            print(f"{steps}/{self.target} - {now - self._epoch_started:.0f}s{metrics}",
+                  flush=True)
 
 
 def epochs_for_steps(train_steps: int | None, steps_per_epoch: int, epochs: int) -> int:

@@ -20,7 +20,11 @@ import json
 import os
 import sys
 
-import keras
+from alexnet_tf import quiet_output
+
+quiet_output.quiet_tensorflow()  # before TensorFlow loads: its start-up lines once
+
+import keras  # noqa: E402
 import tensorflow as tf
 from absl import app, flags, logging
 

@@ -35,7 +35,11 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 
-import keras
+from alexnet_tf import quiet_output
+
+quiet_output.quiet_tensorflow()  # before TensorFlow loads: its start-up lines once
+
+import keras  # noqa: E402
 import numpy as np
 import tensorflow as tf
 from absl import app, flags

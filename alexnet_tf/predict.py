@@ -19,7 +19,11 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-import tensorflow as tf
+from alexnet_tf import quiet_output
+
+quiet_output.quiet_tensorflow()  # before TensorFlow loads: its start-up lines once
+
+import tensorflow as tf  # noqa: E402
 from absl import app, flags
 
 from alexnet_tf import imagenet, labels, serving

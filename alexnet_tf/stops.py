@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from alexnet_tf import damaged_shards
+from alexnet_tf.execution import steps_run
 
 
 class TrainingDiverged(Exception):
@@ -81,7 +82,8 @@ class StopOnNonFinite(keras.callbacks.Callback):
         position.epoch, position.step = epoch + 1, self._first_step
 
     def on_train_batch_end(self, batch, logs=None):
-        position.step = self._first_step + batch + 1
+        # Real steps: with --steps_per_execution Keras numbers a short call as a full one.
+        position.step = self._first_step + steps_run(self, batch)
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self._diverged(f"the training loss is {float(loss)}")

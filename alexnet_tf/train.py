@@ -10,7 +10,9 @@ boundary, after a SIGTERM (preemption) from the exact step where it stopped.
 Writes to --model_dir: checkpoints/ (every epoch and on SIGTERM), logs/ (TensorBoard),
 history.json (one record per epoch), training_curves.png, labels.txt (the records' class
 list, so export and predict name the classes), and at the end model.keras and
-summary.json (final loss, top-1/top-5 accuracy and error, images/s, the flags).
+summary.json (final loss, top-1/top-5 accuracy and error, the best validation epoch, images/s,
+the flags); the same in one line on stdout. A run refused before it trains leaves --model_dir
+as it found it. --novalidation trains on records without a validation split.
 """
 
 import importlib.util
@@ -22,7 +24,11 @@ import statistics
 import sys
 import warnings
 
-import keras
+from alexnet_tf import quiet_output
+
+quiet_output.quiet_tensorflow()  # before TensorFlow loads: its start-up lines once
+
+import keras  # noqa: E402
 import tensorflow as tf
 from absl import app, flags, logging
 
@@ -30,7 +36,7 @@ from alexnet_tf import (augment, callbacks, class_files, damaged_shards, data, d
                         distribution, execution, finetune, imagenet, label_offsets, labels,
                         loss_scale, model, model_info, plotting, records, schedules, shard_listing,
                         validation)
-from alexnet_tf import resume_flags, run_lock, safe_writes, stops
+from alexnet_tf import folder_changes, resume_flags, run_lock, run_summary, safe_writes, stops
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
 EXIT_WORKER_LOST = 75  # EX_TEMPFAIL: restart the job and it resumes.
@@ -48,6 +54,10 @@ flags.DEFINE_integer("label_offset", None, "Subtracted from each record's label.
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch. Default: training images "
                      "(from manifest.json, else counted) // --batch_size; 100 with synthetic "
                      "data.", lower_bound=1)
+flags.DEFINE_bool("validation", True, "Score the validation split after every epoch. "
+                  "--novalidation trains without one (records converted without a validation "
+                  "split): no plateau schedule, no best validation epoch, no validation metrics "
+                  "in history.json, summary.json, TensorBoard and the curves.")
 flags.DEFINE_integer("validation_steps", None, "Cap on validation batches per epoch. "
                      "Default: the whole validation set.", lower_bound=1)
 flags.DEFINE_integer("shuffle_buffer", 10000, "Records in the training shuffle buffer.",
@@ -253,18 +263,24 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
         train = distribution.distribute(
             strategy, lambda context: synthetic_dataset(context, steps=0))
         validation_data = distribution.distribute(
-            strategy, lambda context: synthetic_dataset(context, steps=FLAGS.validation_steps or 1))
+            strategy, lambda context: synthetic_dataset(context, steps=FLAGS.validation_steps or 1)
+        ) if FLAGS.validation else None
         return (lambda first_epoch, steps_done: train), validation_data, steps
 
     data_dir = FLAGS.data_dir
     if not tf.io.gfile.isdir(data_dir):
         raise app.UsageError(f"--data_dir={data_dir} is not a directory")
     manifest = read_manifest(data_dir)
-    shards = {split: find_shards(data_dir, split, manifest) for split in ("train", "validation")}
-    for split in shards:
-        if not shards[split]:
-            raise app.UsageError(f"--data_dir={data_dir} has no {split}-*-of-* shards "
-                                 "(run tools/build_tfrecords.py first)")
+    splits = ("train", "validation") if FLAGS.validation else ("train",)
+    shards = {split: find_shards(data_dir, split, manifest) for split in splits}
+    if not shards["train"]:
+        raise app.UsageError(f"--data_dir={data_dir} has no train-*-of-* shards "
+                             "(run tools/build_tfrecords.py first)")
+    if FLAGS.validation and not shards["validation"]:
+        raise app.UsageError(
+            f"--data_dir={data_dir} has no validation-*-of-* shards: convert again with "
+            "--validation_fraction=0.1 (tools/build_tfrecords.py) to hold out a tenth of each "
+            "class, or train without validation with --novalidation")
     try:
         label_offset = label_offsets.resolve(FLAGS.label_offset, manifest, shards["train"], data_dir)
     except label_offsets.LabelOffsetError as error:
@@ -297,6 +313,8 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
 
         return distribution.distribute(strategy, train_fn)
 
+    if not FLAGS.validation:
+        return training_data, None, steps
     validation_counts = validation.records_per_pipeline(
         validation.records_per_file(shards["validation"],
                                     manifest.get("splits", {}).get("validation")),
@@ -410,7 +428,22 @@ def final_metrics(record: dict, prefix: str) -> dict:
     return metrics
 
 
+def check_validation_flags() -> None:
+    """--novalidation: refuse what needs a validation pass, and say what else goes with it."""
+    if FLAGS.validation:
+        return
+    if FLAGS.lr_schedule == "plateau":
+        raise app.UsageError(
+            "--lr_schedule=plateau lowers the rate when the validation error stops improving, "
+            "which --novalidation does not measure: choose --lr_schedule=step or cosine, or "
+            "keep validation")
+    logging.warning("--novalidation: no validation pass, so no plateau schedule, no best "
+                    "validation epoch in the summary, and no validation metrics in "
+                    "history.json, summary.json, TensorBoard or training_curves.png")
+
+
 def train() -> dict:
+    check_validation_flags()
     distribution.split_cpu_into_replicas(FLAGS.num_cpu_replicas)
     strategy = distribution.select_strategy(FLAGS.num_cpu_replicas)
     replicas = strategy.num_replicas_in_sync
@@ -484,8 +517,7 @@ def train() -> dict:
             any_worker=distribution.any_worker(strategy),
             check_every=FLAGS.preemption_check_steps if distribution.worker_count() > 1 else 1),
     ]
-    if FLAGS.train_steps:
-        callback_list.append(callbacks.ProgressBarToStep(FLAGS.train_steps))
+    callback_list.append(callbacks.Progress(FLAGS.train_steps, terminal=sys.stdout.isatty()))
     callback_list.append(_SPLIT_BEING_READ)
     if chief and importlib.util.find_spec("tensorboard"):
         callback_list.append(keras.callbacks.TensorBoard(os.path.join(FLAGS.model_dir, "logs")))
@@ -517,7 +549,8 @@ def train() -> dict:
         "epochs_completed": len(history),
         "steps_completed": int(network.optimizer.iterations.numpy()),
         "train": final_metrics(last, ""),
-        "validation": final_metrics(last, "val_"),
+        "validation": final_metrics(last, "val_") if FLAGS.validation else None,
+        "best_validation": run_summary.best_validation(history),
         "steady_state_training_images_per_second": throughput.steady_state_images_per_second
         or (statistics.median(rates) if rates else None),
         "mixed_precision": policy,
@@ -555,10 +588,16 @@ def train() -> dict:
                                                                   "validation")}))
     if model_dir_lock:
         model_dir_lock.release()
+    if chief:
+        print(run_summary.one_line(summary, history, os.path.join(FLAGS.model_dir, "model.keras")),
+              flush=True)
     return summary
 
 
 _SPLIT_BEING_READ = damaged_shards.SplitBeingRead()
+# What train() may write into --model_dir before the first epoch: a refusal removes these.
+_WRITTEN_BEFORE_TRAINING = (run_lock.LOCK_FILE, labels.LABELS_FILENAME,
+                            labels.LABELS_FILENAME + ".tmp", "checkpoints", "workers")
 
 
 def _damaged_shard_message(error: BaseException) -> str | None:
@@ -586,6 +625,10 @@ def _first_informative_line(message: str) -> str:
 
 
 def main(argv: list[str]) -> None:
+    # A single process's refusal takes back what it wrote; in a cluster the chief's folder is
+    # shared, and one worker cannot tell its own entries from the others'.
+    changes = (folder_changes.FolderChanges(FLAGS.model_dir, _WRITTEN_BEFORE_TRAINING)
+               if distribution.worker_count() < 2 else None)
     try:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -593,6 +636,8 @@ def main(argv: list[str]) -> None:
     except app.UsageError as error:
         # One line naming the flag, not absl's usage dump or a TensorFlow traceback.
         sys.stderr.write(f"Error: {error}\n")
+        if changes and stops.position.epoch is None:  # refused before the first epoch began
+            changes.take_back()
         sys.exit(2)
     except tf.errors.NotFoundError as error:
         sys.stderr.write(f"Error: reading the records failed: {error.message.splitlines()[0]}\n")

@@ -191,3 +191,17 @@ def test_class_folders_whose_names_cannot_be_a_line_of_labels_txt_are_reported(t
     reasons = {os.path.basename(e["source"]): e["reason"] for e in result["skipped"]}
     assert "leading/trailing spaces" in reasons[" padded"]
     assert "not UTF-8" in reasons["caf\\xe9"]
+
+
+def test_class_folders_without_a_validation_split_warn_how_to_get_one(tmp_path, caplog):
+    from PIL import Image
+
+    for name in ("cats", "dogs"):
+        (tmp_path / "raw" / name).mkdir(parents=True)
+        for number in range(2):
+            Image.new("RGB", (40, 30), (number * 90, 40, 200)).save(
+                tmp_path / "raw" / name / f"{number}.jpg")
+    with caplog.at_level("WARNING"):
+        convert(str(tmp_path / "raw"), str(tmp_path / "out"))
+    [warning] = [r.getMessage() for r in caplog.records if "No validation split" in r.getMessage()]
+    assert "--validation_fraction=0.1" in warning and "--novalidation" in warning, warning

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import callbacks, distribution, execution, schedules
+from alexnet_tf import callbacks, distribution, execution, schedules, stops
 from tests.test_train import SigtermAtStep
 
 
@@ -143,3 +143,34 @@ def test_a_dataset_prefetched_to_the_device_trains_like_the_plain_one():
     _fit(prefetched, prefetched_stream, epochs=2, steps_per_epoch=5)
     for got, expected in zip(prefetched.get_weights(), plain.get_weights()):
         np.testing.assert_array_equal(got, expected)
+
+
+class _InterruptAfterFirstCall(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_progress_and_the_ctrl_c_message_count_real_steps(tmp_path, capsys):
+    """configs/paper.cfg's 10 steps per call over 3-step epochs: one call of 3 steps."""
+    model = _model(10)
+    progress = callbacks.Progress(terminal=True)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(_stream(), epochs=3, steps_per_epoch=3, verbose=1, callbacks=[
+            stops.StopOnNonFinite(lambda: 0.05), execution.ExactStepsPerExecution(),
+            progress, _InterruptAfterFirstCall()])
+    assert int(model.optimizer.iterations.numpy()) == 3
+    message = stops.interrupted_message(str(tmp_path))
+    assert message.startswith("Interrupted at epoch 1, step 3;"), message
+    shown = capsys.readouterr().out
+    assert "3/3" in shown and "10/3" not in shown, shown
+
+
+def test_progress_off_a_terminal_is_plain_lines_of_real_steps(capsys):
+    model = _model(2)
+    model.fit(_stream(), epochs=1, steps_per_epoch=5, verbose=1, callbacks=[
+        execution.ExactStepsPerExecution(),
+        callbacks.Progress(terminal=False, plain_every_seconds=0.0)])
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown and "\r" not in shown and "\b" not in shown, repr(shown)
+    # Calls of 2, 2 and 1 steps: a line after each of the first two, Keras's at the end.
+    assert [line.split(" ")[0] for line in shown.splitlines()] == ["2/5", "4/5", "5/5"], shown

@@ -30,3 +30,20 @@ def test_each_tensorflow_startup_line_is_explained_in_the_readme():
     troubleshooting = readme.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
     unexplained = sorted(source for source in sources if source not in troubleshooting)
     assert not unexplained, f"README's troubleshooting does not explain lines from {unexplained}:\n{result.stderr}"
+
+
+def test_our_commands_print_each_startup_line_once():
+    """`import tensorflow` prints the first two lines twice (its profiler plugin carries its
+    own absl and CUDA stub); the commands import it through quiet_output, which does not."""
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    program = ("from alexnet_tf import quiet_output; quiet_output.quiet_tensorflow(); "
+               "import tensorflow as tf; tf.config.list_physical_devices()")
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        env=dict(environment, PYTHONPATH=REPO_ROOT), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    sources = [match.group(1) for line in result.stderr.splitlines()
+               if (match := LOG_LINE.match(line))]
+    assert sources and len(sources) == len(set(sources)), result.stderr
+    assert result.stderr.count("All log messages before absl::InitializeLog()") <= 1, result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -156,6 +157,20 @@ def test_summary_reports_what_the_run_did(two_replica_run):
 
     model = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
     assert model.output_shape == (None, NUM_CLASSES)
+
+
+def test_the_run_ends_with_one_summary_line_on_stdout(two_replica_run):
+    model_dir, result = two_replica_run
+    history = read_json(model_dir, "history.json")
+    best = max(history, key=lambda record: record["val_top1_accuracy"])
+    assert read_json(model_dir, "summary.json")["best_validation"] == {
+        "epoch": best["epoch"], "top1_accuracy": best["val_top1_accuracy"],
+        "top5_accuracy": best["val_top5_accuracy"]}
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"Trained 3 epochs \(12 steps\) in [\dhms.]+, \d+ images/s; "
+        + re.escape(f"best validation top-1 {100 * best['val_top1_accuracy']:.1f}% (epoch "
+                    f"{best['epoch']}), top-5 100.0%; model: {model_dir}/model.keras"), last), last
 
 
 def test_the_trainer_hands_the_model_half_the_papers_weight_decay(two_replica_run):

@@ -126,12 +126,19 @@ class _Indexed:
         return index, self.function(task)
 
 
+# The trainer refuses records without a validation split unless told --novalidation.
+_MISSING_VALIDATION_HINT = (". To hold out a validation split, convert again with "
+                            "--validation_fraction=0.1 (class folders) or add the val/ folder; "
+                            "or train with --novalidation")
+
+
 def _log_listing(inventory: layouts.Inventory, input_dir: str) -> None:
     counts = ", ".join(f"{split} {len(sources):,} images" for split, sources in inventory.sources.items())
     logging.info("Found the %s layout in %s: %s", inventory.layout, input_dir, counts or "no images")
     for split in records.SPLITS:
         if split not in inventory.sources:
-            logging.warning("No %s split in %s: converting the rest", split, input_dir)
+            logging.warning("No %s split in %s: converting the rest%s", split, input_dir,
+                            _MISSING_VALIDATION_HINT if split == "validation" else "")
     for note in inventory.notes:
         logging.warning("%s", note)
     for rejected in inventory.rejected[:_MAX_LOGGED_REJECTIONS]:
