@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -218,3 +219,26 @@ def test_true_class_from_the_folder_name_in_json_and_a_name_without_one_is_named
     assert result.stderr.strip().splitlines()[-1] == (
         "predict: photo.jpg: --true_class=imagenet_val needs an ILSVRC2012_val_<8 digits> "
         "file name")
+
+
+@pytest.mark.slow
+def test_the_export_command_a_keras_file_is_answered_with_runs_as_printed(images, tmp_path):
+    """The refusal's advice, followed to the letter: export as printed, then predict on
+    --model=EXPORT_BASE."""
+    model = build_alexnet(num_classes=1000, image_size=67)
+    model.save(str(tmp_path / "model.keras"))
+    refused = run_predict("--model=model.keras", os.path.join(images, "photo.jpg"),
+                          cwd=str(tmp_path))
+    assert refused.returncode == 1
+    advice = re.search(r"with: (python -m alexnet_tf\.export .*?), then pass (--model=\S+)",
+                       refused.stderr)
+    command = shlex.split(advice.group(1))
+    assert command[0] == "python"
+    exported = subprocess.run(
+        [sys.executable, *command[1:]], cwd=str(tmp_path), capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    answered = run_predict(advice.group(2), os.path.join(images, "photo.jpg"),
+                           cwd=str(tmp_path))
+    assert answered.returncode == 0, answered.stderr[-3000:]
+    assert len(answered.stdout.strip().splitlines()) == 6
