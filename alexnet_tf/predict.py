@@ -8,7 +8,8 @@ preprocessing TensorFlow Serving runs, rather than the Keras code: what it print
 server would answer, with the limits the export set (`--max_pixels`: an image over it is
 refused from its header, and named). Each image is a request of its own, so an unreadable,
 corrupt or refused file is reported (and makes the exit status 1) without hiding the other
-images' answers.
+images' answers. `--true_class` prints each image's known class beside the answer (from its
+folder or ImageNet's validation ground truth) and how often the model got it right.
 """
 
 from __future__ import annotations
@@ -147,14 +148,56 @@ def classify_file(
     return predictions
 
 
-def format_predictions(image_path: str, predictions: Sequence[dict[str, object]]) -> str:
-    lines = [image_path]
+TRUE_CLASS_SOURCES = ("none", "folder", "imagenet_val")
+TRUE_CLASS_MARK = "  <- true class"
+
+
+def true_class_of(image_path: str, source: str) -> str | None:
+    """The class an image is known to be: its folder's name (`folder`), or ImageNet's ground
+    truth of an ILSVRC2012_val_<n> file (`imagenet_val`); None for `none`."""
+    if source == "folder":
+        return os.path.basename(os.path.dirname(os.path.abspath(image_path)))
+    if source == "imagenet_val":
+        synset = imagenet.validation_synset_for(image_path)
+        if synset is None:
+            raise PredictError(f"{image_path}: --true_class=imagenet_val needs an "
+                               "ILSVRC2012_val_<8 digits> file name")
+        return synset
+    return None
+
+
+def true_class_rank(predictions: Sequence[dict[str, object]], true_class: str) -> int | None:
+    """Where the true class stands among the predictions (1 = best), None if absent."""
     for prediction in predictions:
-        label = prediction["synset"]
-        if prediction["name"] != label:
-            label = f"{label}  {prediction['name']}"
-        lines.append(f"  {prediction['rank']}. {100 * prediction['probability']:6.2f}%  {label}")
+        if prediction["synset"] == true_class:
+            return int(prediction["rank"])
+    return None
+
+
+def _label(synset: str) -> str:
+    name = imagenet.class_name_for(synset)
+    return synset if name == synset else f"{synset}  {name}"
+
+
+def format_predictions(image_path: str, predictions: Sequence[dict[str, object]],
+                       true_class: str | None = None) -> str:
+    lines = [image_path if true_class is None
+             else f"{image_path}  true class: {_label(true_class)}"]
+    for prediction in predictions:
+        line = (f"  {prediction['rank']}. {100 * prediction['probability']:6.2f}%  "
+                f"{_label(str(prediction['synset']))}")
+        if true_class is not None and prediction["synset"] == true_class:
+            line += TRUE_CLASS_MARK
+        lines.append(line)
     return "\n".join(lines)
+
+
+def format_tally(ranks: Sequence[int | None]) -> str:
+    """How often the true class came first and within the top 5."""
+    first = sum(rank == 1 for rank in ranks)
+    top5 = sum(rank is not None for rank in ranks)
+    return (f"true class ranked 1st for {first} of {len(ranks)} images, in the top 5 for "
+            f"{top5} of {len(ranks)}")
 
 
 # --- command line -------------------------------------------------------------------------
@@ -176,6 +219,12 @@ def define_flags() -> None:
         "labels_file", None, "Class names in label order, one a line, to print instead of the "
         "model's own. Default: labels.txt in the SavedModel's folder, if there is one."
     )
+    flags.DEFINE_enum(
+        "true_class", "none", TRUE_CLASS_SOURCES, "Show each image's known class beside the "
+        "answer, marked where it ranks, and count the hits: 'folder', the image's folder name "
+        "(photos/val/<class>/x.jpg); 'imagenet_val', ImageNet's validation ground truth of "
+        "ILSVRC2012_val_<n> files."
+    )
     flags.mark_flag_as_required("model")
 
 
@@ -191,18 +240,26 @@ def main(argv: list[str]) -> int:
         print(f"predict: {error}", file=sys.stderr)
         return 1
     results = []
+    ranks = []
     failed = False
     for image_path in image_paths:
         try:
+            true_class = true_class_of(image_path, FLAGS.true_class)
             predictions = classify_file(classifier, image_path, class_names)
         except PredictError as error:
             failed = True
             print(f"predict: {error}", file=sys.stderr)
             results.append({"image": image_path, "error": str(error)})
             continue
-        results.append({"image": image_path, "predictions": predictions})
+        result = {"image": image_path, "predictions": predictions}
+        if true_class is not None:
+            ranks.append(true_class_rank(predictions, true_class))
+            result.update(true_class=true_class, true_class_rank=ranks[-1])
+        results.append(result)
         if not FLAGS.json:
-            print(format_predictions(image_path, predictions), flush=True)
+            print(format_predictions(image_path, predictions, true_class), flush=True)
+    if ranks and not FLAGS.json:
+        print(format_tally(ranks))
     if FLAGS.json:
         print(json.dumps({"model": model_dir, "results": results}, indent=2))
     return 1 if failed else 0

@@ -13,7 +13,8 @@ import os
 
 import tensorflow as tf
 
-VERIFY_HINT = "tools/build_tfrecords.py --output_dir={} --verify checks every shard"
+# `python -m alexnet_tf.convert` is tools/build_tfrecords.py, and runs from any folder.
+VERIFY_HINT = "python -m alexnet_tf.convert --output_dir={} --verify checks every shard"
 
 
 class ShardListingError(ValueError):

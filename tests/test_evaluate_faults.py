@@ -86,7 +86,8 @@ def test_a_damaged_validation_shard_is_named_with_what_checks_the_rest(corpus, r
     code, out, err = run_evaluate(capsys, f"--data_dir={records_copy}", f"--model={corpus[1]}")
     assert code == 1
     assert_one_error_line(err, f"{shard} is damaged: ", problem)
-    assert f"tools/build_tfrecords.py --output_dir={records_copy} --verify checks every shard" in err
+    assert (f"python -m alexnet_tf.convert --output_dir={records_copy} --verify checks every "
+            "shard" in err)
     assert "top-1" not in out
 
 

@@ -11,6 +11,8 @@ import io
 import json
 import os
 import pickle
+import shlex
+import shutil
 import subprocess
 import sys
 
@@ -26,6 +28,8 @@ import tensorflow as tf  # noqa: E402
 
 from alexnet_tf import imagenet, import_weights, labels, model_info, plotting  # noqa: E402
 from tests import torchvision_layout  # noqa: E402
+from tests.readme_commands import (run_command, section_commands, user_folder,  # noqa: E402
+                                   write_photos)
 from tests.record_fixtures import class_colour, write_records  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -274,3 +278,50 @@ def test_fine_tuning_the_imported_model_with_a_new_fc8_learns_and_frozen_layers_
     with Image.open(os.path.join(run_dir, "conv1_filters.png")) as picture:
         _, height, width = plotting.mosaic_geometry(64, towers=1)
         assert picture.size == (width, height)
+
+
+def printed_command(stdout: str, name: str) -> list[str]:
+    """The command import_weights printed after `name:`, as an argument list."""
+    line = next(line for line in stdout.splitlines() if line.startswith(f"{name}:"))
+    return shlex.split(line[len(name) + 1:])
+
+
+@pytest.mark.slow
+def test_readmes_pretrained_commands_and_the_printed_next_steps_run_as_shown(
+        weights_files, tmp_path):
+    """README's import, export and fine-tuning lines, in a user's folder holding the weights
+    and photos/ converted as "Your own images" shows: the fine-tuning line is what the import
+    prints, and it learns the folder's 3 classes (no --num_classes to get wrong)."""
+    folder = user_folder(str(tmp_path / "clone"))
+    classes = ("cats", "dogs", "my hamsters")
+    write_photos(os.path.join(folder, "photos"), classes, per_class=24)
+    shutil.copy(weights_files["pth"], os.path.join(folder, "alexnet-owt-7be5be79.pth"))
+    convert = section_commands("Your own images")[0]
+    assert convert[1] == "tools/build_tfrecords.py"
+    converted = run_command(convert, folder)
+    assert converted.returncode == 0, converted.stderr[-3000:]
+
+    import_command, export_command, train_command = section_commands(
+        "Start from pretrained weights")
+    imported = run_command(import_command, folder)
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    printed_export = printed_command(imported.stdout, "export")
+    printed_train = printed_command(imported.stdout, "fine-tune")
+    assert [arg.replace("SERVING", "serving-imagenet") for arg in printed_export] == \
+        export_command
+    assert [arg.replace("RECORDS", "records").replace("RUN", "finetuned")
+            for arg in printed_train] == train_command
+    assert not any(arg.startswith("--num_classes") for arg in train_command)
+
+    tuned = run_command(train_command, folder, f"--image_size={FINETUNE_SIZE}", "--epochs=3")
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    assert "fc8 newly initialised: pretrained/model.keras has 1000 classes, --num_classes=3" \
+        in tuned.stderr
+    with open(os.path.join(folder, "finetuned", "history.json")) as handle:
+        losses = [record["loss"] for record in json.load(handle)]
+    # Measured at the default --learning_rate=0.01: 25.3, 21.8, 46.4 (README's table).
+    assert len(losses) == 3 and max(losses) < 5 and min(losses[1:]) < losses[0], losses
+
+    exported = run_command(export_command, folder)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert os.path.isdir(os.path.join(folder, "serving-imagenet", "1"))

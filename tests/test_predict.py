@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -165,3 +166,79 @@ def test_a_folder_without_a_saved_model_is_named_in_the_error(tmp_path):
         predict.load_classifier(str(tmp_path))
     with pytest.raises(predict.PredictError, match="no such folder"):
         predict.load_classifier(str(tmp_path / "absent"))
+
+
+def validation_name_of(synset: str, skip: int = 0) -> str:
+    """An ILSVRC2012_val_<n>.JPEG name whose ground truth is `synset`."""
+    indices = [i for i, s in enumerate(imagenet.validation_synsets(), start=1) if s == synset]
+    return f"ILSVRC2012_val_{indices[skip]:08d}.JPEG"
+
+
+def test_true_class_of_imagenet_validation_files_is_shown_and_counted(
+        export_base, images, served_top5, tmp_path):
+    synsets, _ = served_top5(os.path.join(images, "photo.jpg"))
+    outside_top5 = next(s for s in imagenet.synsets() if s not in synsets)
+    right, wrong = validation_name_of(synsets[0]), validation_name_of(outside_top5)
+    with open(os.path.join(images, "photo.jpg"), "rb") as handle:
+        photo = handle.read()
+    for name in (right, wrong):
+        (tmp_path / name).write_bytes(photo)
+
+    result = run_predict(f"--model={export_base}", "--true_class=imagenet_val", right, wrong,
+                         cwd=str(tmp_path))
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == f"{right}  true class: {synsets[0]}  {imagenet.class_name_for(synsets[0])}"
+    assert lines[1].endswith("  <- true class") and RANKED_LINE.match(lines[1][:-15])
+    assert not any(line.endswith("<- true class") for line in lines[2:6])
+    assert lines[6] == (f"{wrong}  true class: {outside_top5}  "
+                        f"{imagenet.class_name_for(outside_top5)}")
+    assert not any(line.endswith("<- true class") for line in lines[7:12])
+    assert lines[12:] == ["true class ranked 1st for 1 of 2 images, in the top 5 for 1 of 2"]
+
+
+def test_true_class_from_the_folder_name_in_json_and_a_name_without_one_is_named(
+        export_base, images, served_top5, tmp_path):
+    synsets, _ = served_top5(os.path.join(images, "logo.png"))
+    folder = tmp_path / "val" / synsets[2]
+    folder.mkdir(parents=True)
+    with open(os.path.join(images, "logo.png"), "rb") as handle:
+        (folder / "logo.png").write_bytes(handle.read())
+    (tmp_path / "photo.jpg").write_bytes(b"")
+
+    result = run_predict(f"--model={export_base}", "--true_class=folder", "--json",
+                         f"val/{synsets[2]}/logo.png", cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (entry,) = json.loads(result.stdout)["results"]
+    assert entry["true_class"] == synsets[2] and entry["true_class_rank"] == 3
+
+    result = run_predict(f"--model={export_base}", "--true_class=imagenet_val", "photo.jpg",
+                         cwd=str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "predict: photo.jpg: --true_class=imagenet_val needs an ILSVRC2012_val_<8 digits> "
+        "file name")
+
+
+@pytest.mark.slow
+def test_the_export_command_a_keras_file_is_answered_with_runs_as_printed(images, tmp_path):
+    """The refusal's advice, followed to the letter: export as printed, then predict on
+    --model=EXPORT_BASE."""
+    model = build_alexnet(num_classes=1000, image_size=67)
+    model.save(str(tmp_path / "model.keras"))
+    refused = run_predict("--model=model.keras", os.path.join(images, "photo.jpg"),
+                          cwd=str(tmp_path))
+    assert refused.returncode == 1
+    advice = re.search(r"with: (python -m alexnet_tf\.export .*?), then pass (--model=\S+)",
+                       refused.stderr)
+    command = shlex.split(advice.group(1))
+    assert command[0] == "python"
+    exported = subprocess.run(
+        [sys.executable, *command[1:]], cwd=str(tmp_path), capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    answered = run_predict(advice.group(2), os.path.join(images, "photo.jpg"),
+                           cwd=str(tmp_path))
+    assert answered.returncode == 0, answered.stderr[-3000:]
+    assert len(answered.stdout.strip().splitlines()) == 6

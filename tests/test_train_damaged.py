@@ -36,7 +36,8 @@ def test_a_damaged_training_shard_is_named_with_the_checkpoint_the_rerun_resumes
     assert len(error) <= 3, damaged.stderr[-3000:]
     assert error[0].startswith(f"Error: {shard} is damaged: record ")
     assert "checksum does not match" in error[0]
-    assert f"tools/build_tfrecords.py --output_dir={records} --verify checks every shard" in error[1]
+    assert (f"python -m alexnet_tf.convert --output_dir={records} --verify checks every shard"
+            in error[1])
     checkpoint = os.path.join(model_dir, "checkpoints", "ckpt-1")
     assert error[2] == f"The same command then resumes from {checkpoint} (1 epoch done)."
     assert "left out 1 other train-*-of-* files beside them: train-00001-of-00003" in damaged.stderr
