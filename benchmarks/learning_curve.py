@@ -60,7 +60,7 @@ flags.DEFINE_enum("initialization", "paper", ["paper", "caffe", "he"],
                   "paper: N(0, 0.01), biases 1 in conv2/4/5, fc6, fc7; caffe: bvlc_alexnet "
                   "(fc6/fc7 std 0.005, those biases 0.1); he: the package's He-normal.")
 flags.DEFINE_enum("lrn", "paper", ["paper", "caffe"], "paper: k=2, alpha=1e-4 as printed; "
-                  "caffe (and cuda-convnet): alpha/n with n=5, k=1 (Caffe's default).")
+                  "caffe: Caffe's LRN, alpha/n with n=5, and k=1 (Caffe's default).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Both frameworks.")
 flags.DEFINE_list("frameworks", ["ours", "torch"], "Which to train: ours, torch.")
 flags.DEFINE_integer("eval_every", None, "Validate every this many steps (default: per epoch).")
@@ -74,10 +74,6 @@ flags.DEFINE_string("cache_dir", None, "Keep the decoded arrays here (an .npz pe
 flags.mark_flags_as_mutual_exclusive(["data_dir", "image_dir"], required=True)
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
-# bvlc_alexnet's train_val.prototxt: std 0.005 in fc6/fc7, else 0.01; biases 0.1 where the
-# paper has 1 ("found necessary for training, as initialization to 1 gave flat loss").
-CAFFE_STDDEV = {"fc6": 0.005, "fc7": 0.005}
-CAFFE_BIAS = 0.1
 
 
 def load_split(split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -184,7 +180,7 @@ def build_ours(num_classes: int):
     keras.utils.set_random_seed(FLAGS.seed)
     network = model_lib.build_alexnet(
         num_classes, "paper", FLAGS.image_size, FLAGS.dropout,
-        "he" if FLAGS.initialization == "he" else "paper", FLAGS.weight_decay / 2,
+        FLAGS.initialization, FLAGS.weight_decay / 2,
     )
     if FLAGS.lrn == "caffe":
         def caffe_lrn(layer):
@@ -196,15 +192,6 @@ def build_ours(num_classes: int):
         rebuilt = keras.models.clone_model(network, clone_function=caffe_lrn)
         rebuilt.set_weights(network.get_weights())
         network = rebuilt
-    if FLAGS.initialization == "caffe":
-        rng = np.random.default_rng(FLAGS.seed)
-        for name in LAYERS:
-            layer = network.get_layer(name)
-            kernel, bias = layer.get_weights()
-            stddev = CAFFE_STDDEV.get(name, model_lib.PAPER_WEIGHT_STDDEV)
-            kernel = rng.normal(0.0, stddev, kernel.shape).astype(np.float32)
-            bias = np.full_like(bias, CAFFE_BIAS if np.all(bias == 1.0) else 0.0)
-            layer.set_weights([kernel, bias])
     # The trainer's optimizer: Keras SGD, v <- m v - lr g; w <- w + v; g includes wd * w.
     network.compile(
         optimizer=keras.optimizers.SGD(FLAGS.learning_rate, momentum=FLAGS.momentum),
@@ -218,6 +205,7 @@ def build_torch(ours, num_classes: int):
     import torch
     from torch import nn
 
+    from alexnet_tf import model as model_lib
     from alexnet_tf.layers import LocalResponseNormalization
 
     lrn = [layer for layer in ours.layers if isinstance(layer, LocalResponseNormalization)][0]
@@ -225,7 +213,7 @@ def build_torch(ours, num_classes: int):
     # torch's LocalResponseNorm divides alpha by size: undo that to get the same formula.
     make_lrn = lambda: nn.LocalResponseNorm(size, alpha=lrn.alpha * size, beta=lrn.beta,  # noqa
                                             k=lrn.bias)
-    pixel_scale = 1.0 / 57.6 if FLAGS.initialization == "he" else 1.0
+    pixel_scale = 1.0 / model_lib.PIXEL_STDDEV if FLAGS.initialization == "he" else 1.0
     pool5 = ours.get_layer("pool5").output.shape[1:]
 
     class PaperAlexNet(nn.Module):
