@@ -277,7 +277,9 @@ def make_runners(num_classes: int, val_x: np.ndarray, val_y: np.ndarray) -> list
 
     def ours_step(x, y, lr):
         ours.optimizer.learning_rate.assign(lr)
-        return float(ours.train_on_batch(x, y))
+        total = float(ours.train_on_batch(x, y))
+        # Keras's loss holds the L2 term too; report the cross-entropy, as torch's is.
+        return total - float(sum(ours.losses)) if ours.losses else total
 
     def ours_eval():
         logits = ours.predict(val_float, batch_size=256, verbose=0)
