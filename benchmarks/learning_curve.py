@@ -29,6 +29,7 @@ import glob
 import io
 import math
 import os
+import signal
 import sys
 import time
 
@@ -361,6 +362,17 @@ def main(argv):
         runner.curve.append((0, 0.0, runner.eval_fn()))
     print(f"step 0: " + ", ".join(f"{r.name} {r.curve[0][2]:.3f}" for r in runners), flush=True)
 
+    # Ctrl-C or SIGTERM ends the training, not the report: the curves so far are still printed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        train(runners, train_x, train_y, steps_per_epoch, total_steps, eval_every, rng)
+    except KeyboardInterrupt:
+        print(f"stopped early at step {min(r.curve[-1][0] for r in runners)}", flush=True)
+    report(runners, chance, steps_per_epoch, total_steps, len(train_y))
+
+
+def train(runners, train_x, train_y, steps_per_epoch, total_steps, eval_every, rng) -> None:
+    """Epochs of shared crops; each runner takes eval_every steps in turn, then validates."""
     step = 0
     while step < total_steps:
         epoch = step // steps_per_epoch
@@ -390,11 +402,14 @@ def main(argv):
                 f"{r.name} top-1 {r.curve[-1][2]:.3f} loss {r.losses[-1]:.3f} "
                 f"({r.train_seconds:.0f} s)" for r in runners), flush=True)
 
+
+
+def report(runners, chance, steps_per_epoch, total_steps, train_images) -> None:
     print("\nSUMMARY")
     print(f"initialization={FLAGS.initialization} lrn={FLAGS.lrn} lr={FLAGS.learning_rate} "
           f"schedule={FLAGS.schedule} batch={FLAGS.batch_size} image_size={FLAGS.image_size} "
           f"precision={FLAGS.precision} steps={total_steps} "
-          f"({total_steps / steps_per_epoch:.2f} epochs of {len(train_y)} images)")
+          f"({total_steps / steps_per_epoch:.2f} epochs of {train_images} images)")
     times = {}
     for runner in runners:
         left = next((s for s, _, acc in runner.curve if acc > chance + FLAGS.chance_margin), None)
