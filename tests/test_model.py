@@ -152,7 +152,7 @@ def test_no_weight_decay_adds_no_losses():
         (dict(variant="vgg"), r"variant must be one of \('paper', 'single'\)"),
         (dict(image_size=66), "at least 67"),
         (dict(variant="single", image_size=62), "at least 63"),
-        (dict(initialization="glorot"), r"initialization must be one of \('paper', 'he'\)"),
+        (dict(initialization="glorot"), r"initialization must be one of \('paper', 'caffe', 'he'\)"),
         (dict(grouped_conv="cudnn"), "grouped_conv must be one of"),
         (dict(num_classes=0), "num_classes"),
         (dict(dropout=1.0), "dropout"),
