@@ -24,7 +24,7 @@ from alexnet_tf.layers import (
 )
 
 VARIANTS = ("paper", "single")
-INITIALIZATIONS = ("paper", "he")
+INITIALIZATIONS = ("paper", "caffe", "he")
 
 # The smallest input whose last max-pool still sees a 3x3 map. "paper": conv1 (11x11,
 # stride 4, no padding) must give 15x15 so that pool1 -> 7, pool2 -> 3, pool5 -> 1;
@@ -37,6 +37,11 @@ PAPER_WEIGHT_STDDEV = 0.01
 # Section 5: biases are 1 in "the second, fourth, and fifth convolutional layers, as well as
 # in the fully-connected hidden layers" (so that ReLUs start with positive inputs), 0 elsewhere.
 PAPER_BIAS_ONE_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")
+# Caffe's bvlc_alexnet (models/bvlc_alexnet/train_val.prototxt), the public replication:
+# N(0, 0.005) in fc6 and fc7, N(0, 0.01) elsewhere, and 0.1 where the paper has biases of 1
+# ("found necessary for training, as initialization to 1 gave flat loss", its readme).
+CAFFE_WEIGHT_STDDEV = {"fc6": 0.005, "fc7": 0.005}
+CAFFE_BIAS = 0.1
 # Standard deviation of mean-subtracted ImageNet pixels on the 0..255 scale (torchvision's
 # normalisation: 0.229, 0.224, 0.225 times 255). He-normal keeps the scale of a layer's
 # input, and assumes that scale is 1: initialization="he" divides the images by this first.
@@ -81,7 +86,9 @@ def build_alexnet(
         layer, as He's derivation assumes unit-scale inputs (the model's input stays 0..255).
         It learned the toy set to 82-89% in 4 epochs with SGD at learning rate 0.001; at the
         paper's 0.01 "paper" learned too but "single" diverged (no batch norm to absorb a
-        large step), so start demo runs at 0.001.
+        large step), so start demo runs at 0.001. "caffe" is bvlc_alexnet's: as "paper" but
+        N(0, 0.005) in fc6/fc7 and biases 0.1 instead of 1 (see benchmarks/README.md, issue
+        19, for both on real photos).
       weight_decay: coefficient l of an L2 penalty l * sum(w**2) on every conv and dense
         kernel (not the biases). The paper's update rule (section 5) uses 0.0005 * w, the
         gradient of 0.00025 * sum(w**2), so the paper's value is 2.5e-4.
@@ -155,9 +162,13 @@ class _WeightSettings:
         return images
 
     def __call__(self, layer_name: str) -> dict:
-        if self.initialization == "paper":
-            kernel_initializer = keras.initializers.RandomNormal(0.0, PAPER_WEIGHT_STDDEV)
-            bias = 1.0 if layer_name in PAPER_BIAS_ONE_LAYERS else 0.0
+        if self.initialization in ("paper", "caffe"):
+            caffe = self.initialization == "caffe"
+            stddev = CAFFE_WEIGHT_STDDEV.get(layer_name, PAPER_WEIGHT_STDDEV) if caffe else (
+                PAPER_WEIGHT_STDDEV)
+            kernel_initializer = keras.initializers.RandomNormal(0.0, stddev)
+            one = CAFFE_BIAS if caffe else 1.0
+            bias = one if layer_name in PAPER_BIAS_ONE_LAYERS else 0.0
         else:
             kernel_initializer = keras.initializers.HeNormal()
             bias = 0.0

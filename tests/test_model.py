@@ -109,6 +109,20 @@ def test_paper_initialisation(small_paper_model):
         np.testing.assert_array_equal(small_paper_model.get_layer(name).bias.numpy(), 0.0)
 
 
+def test_caffe_initialisation_is_bvlc_alexnets():
+    keras.utils.set_random_seed(0)
+    model = build_alexnet(**SMALL, initialization="caffe")
+    for name in KERNEL_LAYERS:
+        kernel = model.get_layer(name).kernel.numpy()
+        expected = 0.005 if name in ("fc6", "fc7") else 0.01
+        assert abs(kernel.std() - expected) < 0.05 * expected, name
+    for name in ["conv2", "conv4", "conv5", "fc6", "fc7"]:
+        np.testing.assert_allclose(model.get_layer(name).bias.numpy(), 0.1)
+    for name in ["conv1", "conv3", "fc8"]:
+        np.testing.assert_array_equal(model.get_layer(name).bias.numpy(), 0.0)
+    assert "pixel_scale" not in [layer.name for layer in model.layers]
+
+
 def test_he_initialisation_scales_pixels_and_zeroes_biases():
     model = build_alexnet(**SMALL, initialization="he")
     assert model.get_layer("pixel_scale").scale == pytest.approx(1 / 57.6)
@@ -138,7 +152,8 @@ def test_no_weight_decay_adds_no_losses():
         (dict(variant="vgg"), r"variant must be one of \('paper', 'single'\)"),
         (dict(image_size=66), "at least 67"),
         (dict(variant="single", image_size=62), "at least 63"),
-        (dict(initialization="glorot"), r"initialization must be one of \('paper', 'he'\)"),
+        (dict(initialization="glorot"),
+         r"initialization must be one of \('paper', 'caffe', 'he'\)"),
         (dict(grouped_conv="cudnn"), "grouped_conv must be one of"),
         (dict(num_classes=0), "num_classes"),
         (dict(dropout=1.0), "dropout"),
