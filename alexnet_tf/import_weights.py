@@ -31,7 +31,11 @@ import sys
 import tempfile
 import zipfile
 
-import numpy as np
+from alexnet_tf import quiet_output
+
+quiet_output.quiet_tensorflow()  # before TensorFlow loads: its start-up lines once
+
+import numpy as np  # noqa: E402
 from absl import app, flags
 
 from alexnet_tf import imagenet, model_info
