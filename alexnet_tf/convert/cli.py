@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from alexnet_tf import quiet_output
-
-quiet_output.quiet_tensorflow()  # before TensorFlow loads: its start-up lines once
-
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags, logging
 
 from alexnet_tf.convert import layouts, main as conversion, manifest
 from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
