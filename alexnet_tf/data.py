@@ -19,14 +19,17 @@ import tensorflow as tf
 from alexnet_tf import augment, image_decode, records, validation
 
 
-def decode_image(image_bytes: tf.Tensor, max_pixels: int | None = None) -> tf.Tensor:
+def decode_image(
+    image_bytes: tf.Tensor, max_pixels: int | None = None, jpeg_dct_method: str = ""
+) -> tf.Tensor:
     """uint8 [H, W, 3] from JPEG, PNG, GIF (first frame), BMP or WebP bytes.
 
     Serving receives whatever a client sends, so this accepts every format TensorFlow decodes,
     refuses images over `max_pixels` from their headers, and turns grayscale, alpha and 16-bit
-    images into the RGB pixels the converter puts in the records (see `image_decode`).
+    images into the RGB pixels the converter puts in the records (see `image_decode`, also for
+    `jpeg_dct_method`).
     """
-    return image_decode.decode_image(image_bytes, max_pixels)
+    return image_decode.decode_image(image_bytes, max_pixels, jpeg_dct_method)
 
 
 def preprocess_for_eval(

@@ -93,7 +93,7 @@ def composite_over_white(pixels: tf.Tensor) -> tf.Tensor:
     return tf.cond(tf.reduce_all(tf.equal(alpha, 255)), lambda: if_opaque, composite)
 
 
-def _decode_jpeg(image_bytes, max_pixels):
+def _decode_jpeg(image_bytes, max_pixels, dct_method=""):
     height, width, problem = headers.jpeg_size(image_bytes)
     reasons = [_refusal("JPEG", height, width, problem, max_pixels)]
     if max_pixels is not None:  # a hostile client: bound the scans, each decoded over every pixel
@@ -107,7 +107,7 @@ def _decode_jpeg(image_bytes, max_pixels):
             )
         )
     with tf.control_dependencies([_refuse_unless_fine(reasons)]):
-        return tf.io.decode_jpeg(image_bytes, channels=3)
+        return tf.io.decode_jpeg(image_bytes, channels=3, dct_method=dct_method)
 
 
 def _rounded_to_8_bits(wide: tf.Tensor) -> tf.Tensor:
@@ -231,14 +231,20 @@ def _hex(text: tf.Tensor) -> tf.Tensor:
     return tf.strings.reduce_join(digits, separator=" ")
 
 
-def decode_image(image_bytes: tf.Tensor, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tf.Tensor:
+def decode_image(
+    image_bytes: tf.Tensor, max_pixels: int | None = DEFAULT_MAX_PIXELS, jpeg_dct_method: str = ""
+) -> tf.Tensor:
     """uint8 [H, W, 3] from JPEG, PNG, GIF (first frame), BMP or WebP bytes, as the records
     hold it; InvalidArgument naming the fault for an image over `max_pixels` (None: no limit),
-    with a malformed header, or in another format."""
+    with a malformed header, or in another format.
+
+    `jpeg_dct_method`: `tf.io.decode_jpeg`'s. "" (TF's fast integer IDCT) decodes a JPEG as the
+    input pipeline decodes the records; "INTEGER_ACCURATE" as Pillow, and so the converter,
+    decodes an original before resizing it (libjpeg's default, JDCT_ISLOW)."""
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
     branches = {
-        headers.JPEG: _decode_jpeg,
+        headers.JPEG: lambda data, limit: _decode_jpeg(data, limit, jpeg_dct_method),
         headers.PNG: _decode_png,
         headers.GIF: _decode_gif,
         headers.BMP: _decode_bmp,
