@@ -319,8 +319,10 @@ def test_readmes_pretrained_commands_and_the_printed_next_steps_run_as_shown(
         in tuned.stderr
     with open(os.path.join(folder, "finetuned", "history.json")) as handle:
         losses = [record["loss"] for record in json.load(handle)]
-    # Measured at the default --learning_rate=0.01: 25.3, 21.8, 46.4 (README's table).
-    assert len(losses) == 3 and max(losses) < 5 and min(losses[1:]) < losses[0], losses
+    # The printed --learning_rate=0.001 keeps the loss near ln 3 = 1.10 (measured 1.2-1.6 over 3
+    # epochs on these 72 generated photos, not always falling: too few steps to judge learning,
+    # which the test above does); the default 0.01 diverged: 25.3, 21.8, 46.4 (README's table).
+    assert len(losses) == 3 and all(np.isfinite(losses)) and max(losses) < 5, losses
 
     exported = run_command(export_command, folder)
     assert exported.returncode == 0, exported.stderr[-3000:]
