@@ -36,6 +36,7 @@ class Source:
     variant: str
     initialization: str  # "he" when the model divides its input by PIXEL_STDDEV
     input_normalization: tuple | None
+    lrn: str  # which LRN_SETTINGS its lrn1/lrn2 compute ("paper" for "single", which has none)
     num_classes: int
     weights: dict[str, list[np.ndarray]]
 
@@ -74,15 +75,33 @@ def read_source(path: str) -> Source:
                for layer in saved.layers if layer.get_weights()}
     return Source(path=path, variant=variant,
                   initialization="he" if "pixel_scale" in names else "paper",
-                  input_normalization=normalization,
+                  input_normalization=normalization, lrn=_lrn_of(saved, path),
                   num_classes=int(saved.output_shape[-1]), weights=weights)
 
 
+def _lrn_of(saved, path: str) -> str:
+    """The LRN_SETTINGS name whose bias and alpha the saved model's lrn1 has."""
+    from alexnet_tf.layers import LRN_SETTINGS
+
+    names = {layer.name for layer in saved.layers}
+    if "lrn1" not in names:
+        return "paper"
+    config = saved.get_layer("lrn1").get_config()
+    for name, settings in LRN_SETTINGS.items():
+        if all(np.isclose(config[key], value, rtol=1e-6) for key, value in settings.items()):
+            return name
+    raise InitFromError(f"--init_from={path}: its LRN (bias {config['bias']}, alpha "
+                        f"{config['alpha']}) is neither of {sorted(LRN_SETTINGS)}")
+
+
 def architecture(source: Source | None, *, variant: str, variant_given: bool,
-                 initialization: str) -> dict:
-    """build_alexnet's variant, initialization and input_normalization for this run."""
+                 initialization: str, lrn: str = "paper", lrn_given: bool = False) -> dict:
+    """build_alexnet's variant, initialization, input_normalization and LRN for this run."""
     if source is None:
-        return dict(variant=variant, initialization=initialization)
+        return dict(variant=variant, initialization=initialization, lrn=lrn)
+    if lrn_given and lrn != source.lrn:
+        raise InitFromError(f"--lrn={lrn}, but --init_from={source.path} was trained with "
+                            f"--lrn={source.lrn}")
     if variant_given and variant != source.variant:
         raise InitFromError(f"--variant={variant}, but --init_from={source.path} is a "
                             f"{source.variant!r} model")
@@ -91,7 +110,7 @@ def architecture(source: Source | None, *, variant: str, variant_given: bool,
                      "initialization=%s, not --initialization=%s", source.initialization,
                      initialization)
     return dict(variant=source.variant, initialization=source.initialization,
-                input_normalization=source.input_normalization)
+                input_normalization=source.input_normalization, lrn=source.lrn)
 
 
 def start_from(network, source: Source, train_layers: str) -> list[str]:

@@ -21,6 +21,13 @@ LRN_DEPTH_RADIUS = 2
 LRN_BIAS = 2.0
 LRN_ALPHA = 1e-4
 LRN_BETA = 0.75
+# The two LRN settings in use for AlexNet: "paper" is section 3.3 as printed (k = 2,
+# alpha = 1e-4); "caffe" is what cuda-convnet and Caffe's bvlc_alexnet compute from the same
+# written values (local_size 5, alpha 1e-4, k = 1), as Caffe divides alpha by the window
+# size n: alpha = 1e-4 / 5 here, k = 1. At initialisation "paper" divides every activation by
+# about 2**0.75 = 1.68, "caffe" by about 1: two such layers shrink the signal 2.8x more.
+LRN_SETTINGS = {"paper": {"bias": LRN_BIAS, "alpha": LRN_ALPHA},
+                "caffe": {"bias": 1.0, "alpha": LRN_ALPHA / (2 * LRN_DEPTH_RADIUS + 1)}}
 
 GROUPED_CONV_IMPLEMENTATIONS = ("auto", "towers", "native")
 

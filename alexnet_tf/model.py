@@ -19,12 +19,14 @@ import keras
 
 from alexnet_tf.layers import (
     GROUPED_CONV_IMPLEMENTATIONS,
+    LRN_SETTINGS,
     GroupedConv2D,
     LocalResponseNormalization,
 )
 
 VARIANTS = ("paper", "single")
 INITIALIZATIONS = ("paper", "caffe", "he")
+LRNS = tuple(LRN_SETTINGS)
 
 # The smallest input whose last max-pool still sees a 3x3 map. "paper": conv1 (11x11,
 # stride 4, no padding) must give 15x15 so that pool1 -> 7, pool2 -> 3, pool5 -> 1;
@@ -60,6 +62,7 @@ def build_alexnet(
     weight_decay: float = 0.0,
     grouped_conv: str = "auto",
     input_normalization: InputNormalization | None = None,
+    lrn: str = "paper",
 ) -> keras.Model:
     """AlexNet from mean-subtracted 0..255 RGB images to class logits.
 
@@ -99,6 +102,9 @@ def build_alexnet(
         trained on other pixels (torchvision's mean/std, see `alexnet_tf.import_weights`).
         It runs before conv1's zero padding, so the borders are zero in the weights' own
         pixel space. Not with initialization="he", which has its own input scale.
+      lrn: "paper" (k=2, alpha=1e-4, as printed in section 3.3) or "caffe" (k=1, alpha=1e-4/5:
+        cuda-convnet's and Caffe's arithmetic for the same written values, see
+        `alexnet_tf.layers.LRN_SETTINGS`). "single" has no LRN and ignores it.
 
     Returns:
       A functional model with input "images" [batch, image_size, image_size, 3] float32 and
@@ -108,6 +114,8 @@ def build_alexnet(
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if initialization not in INITIALIZATIONS:
         raise ValueError(f"initialization must be one of {INITIALIZATIONS}, got {initialization!r}")
+    if lrn not in LRNS:
+        raise ValueError(f"lrn must be one of {LRNS}, got {lrn!r}")
     if grouped_conv not in GROUPED_CONV_IMPLEMENTATIONS:
         raise ValueError(
             f"grouped_conv must be one of {GROUPED_CONV_IMPLEMENTATIONS}, got {grouped_conv!r}"
@@ -133,7 +141,7 @@ def build_alexnet(
 
     weights = _WeightSettings(initialization, weight_decay, input_normalization)
     if variant == "paper":
-        return _paper_alexnet(num_classes, image_size, dropout, weights, grouped_conv)
+        return _paper_alexnet(num_classes, image_size, dropout, weights, grouped_conv, lrn)
     return _single_tower_alexnet(num_classes, image_size, dropout, weights)
 
 
@@ -187,13 +195,14 @@ def _paper_alexnet(
     dropout: float,
     weights: _WeightSettings,
     grouped_conv: str,
+    lrn: str = "paper",
 ) -> keras.Model:
     """Section 3.5 and figure 2, one GPU's half of a grouped layer being one group."""
     images = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="images")
 
     x = weights.scale_input(images)
     x = keras.layers.Conv2D(96, 11, strides=4, activation="relu", **weights("conv1"))(x)
-    x = LocalResponseNormalization(name="lrn1")(x)
+    x = LocalResponseNormalization(name="lrn1", **LRN_SETTINGS[lrn])(x)
     # Section 3.4: overlapping pooling, z = 3, s = 2.
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)
 
@@ -201,7 +210,7 @@ def _paper_alexnet(
         256, 5, groups=2, padding="same", activation="relu",
         implementation=grouped_conv, **weights("conv2"),
     )(x)
-    x = LocalResponseNormalization(name="lrn2")(x)
+    x = LocalResponseNormalization(name="lrn2", **LRN_SETTINGS[lrn])(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool2")(x)
 
     # conv3 is the one convolution that reads both GPUs' maps.

@@ -25,6 +25,7 @@ _RULES = {
                    "images each step reads all belong to the old batch size"),
     "lr_schedule": (REFUSED, "the checkpoint holds the other schedule's state"),
     "initialization": (IGNORED, "the weights come from the checkpoint"),
+    "lrn": (REFUSED, "the checkpoint's weights were trained through the other LRN"),
     "init_from": (IGNORED, "the weights come from the checkpoint"),
     "train_layers": (REFUSED, "the checkpoint's optimizer state is for the old trainable layers"),
     "model_dir": (IGNORED, "the same folder, spelt differently"),

@@ -36,7 +36,8 @@ from alexnet_tf import (augment, callbacks, class_files, damaged_shards, data, d
                         distribution, execution, finetune, imagenet, label_offsets, labels,
                         loss_scale, model, model_info, plotting, records, schedules, shard_listing,
                         validation)
-from alexnet_tf import folder_changes, resume_flags, run_lock, run_summary, safe_writes, stops
+from alexnet_tf import (folder_changes, resume_flags, run_lock, run_summary, safe_writes,
+                        small_sets, stops)
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
 EXIT_WORKER_LOST = 75  # EX_TEMPFAIL: restart the job and it resumes.
@@ -81,8 +82,12 @@ flags.DEFINE_integer("image_size", 227, "Side of the square training crop (paper
 flags.DEFINE_float("dropout", 0.5, "Dropout rate around fc6/fc7 (paper, 4.2).",
                    lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_enum("initialization", "paper", model.INITIALIZATIONS, "'paper': N(0, 0.01) "
-                  "kernels and some biases 1 (section 5), slow to leave chance; 'he': "
-                  "He-normal, starts learning at once.")
+                  "kernels and some biases 1 (section 5), slow to leave chance; 'caffe': "
+                  "bvlc_alexnet's (fc6/fc7 N(0, 0.005), biases 0.1); 'he': He-normal, starts "
+                  "learning at once.")
+flags.DEFINE_enum("lrn", "paper", model.LRNS, "LRN after conv1/conv2 of --variant=paper: "
+                  "'paper' k=2, alpha=1e-4 as printed; 'caffe' k=1, alpha=1e-4/5 (Caffe and "
+                  "cuda-convnet divide alpha by the window n=5).")
 flags.DEFINE_enum("grouped_conv", "auto", ("auto", "towers", "native"), "How the paper "
                   "variant computes conv2/4/5's two groups; same weights either way.")
 flags.DEFINE_string("init_from", None, "Start from this model.keras (trained here or "
@@ -287,12 +292,17 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
         raise app.UsageError(str(error)) from None
     check_labels_fit(manifest, label_offset)
     steps = FLAGS.steps_per_epoch
+    train_images = manifest.get("splits", {}).get("train", {}).get("images")
     if steps is None:
         train_images = count_images(manifest, "train", shards["train"])
         steps = train_images // FLAGS.batch_size
         if steps == 0:
             raise app.UsageError(f"--batch_size={FLAGS.batch_size} is more than the "
                                  f"{train_images} training images in --data_dir={data_dir}")
+    warning = (small_sets.from_scratch_warning(train_images, FLAGS.num_classes)
+               if train_images and not FLAGS.init_from else None)
+    if warning:
+        logging.warning("%s", warning)
     pipelines = distribution.input_pipelines(strategy)
     logging.info("Data: %s, label offset %d, %d steps per epoch, %d input pipeline(s) "
                  "split by %s", data_dir, label_offset, steps, pipelines,
@@ -353,7 +363,8 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
         source = finetune.read_source(FLAGS.init_from) if FLAGS.init_from else None
         architecture = finetune.architecture(
             source, variant=FLAGS.variant, variant_given=FLAGS["variant"].present,
-            initialization=FLAGS.initialization)
+            initialization=FLAGS.initialization, lrn=FLAGS.lrn,
+            lrn_given=FLAGS["lrn"].present)
     except finetune.InitFromError as error:
         raise app.UsageError(str(error)) from None
     with strategy.scope():

@@ -63,10 +63,27 @@ def test_the_source_decides_the_architecture(saved_source):
     assert (source.variant, source.initialization, source.num_classes) == ("paper", "he", 5)
     chosen = finetune.architecture(source, variant="paper", variant_given=False,
                                    initialization="paper")
-    assert chosen == dict(variant="paper", initialization="he", input_normalization=None)
+    assert chosen == dict(variant="paper", initialization="he", input_normalization=None,
+                          lrn="paper")
     with pytest.raises(finetune.InitFromError, match="--variant=single"):
         finetune.architecture(source, variant="single", variant_given=True,
                               initialization="he")
+
+
+def test_a_caffe_lrn_source_is_fine_tuned_through_caffe_lrn(tmp_path):
+    path = str(tmp_path / "caffe_lrn.keras")
+    model.build_alexnet(num_classes=5, image_size=67, initialization="caffe",
+                        lrn="caffe").save(path)
+    source = finetune.read_source(path)
+    assert source.lrn == "caffe"
+    chosen = finetune.architecture(source, variant="paper", variant_given=False,
+                                   initialization="paper")
+    assert chosen["lrn"] == "caffe"
+    network = model.build_alexnet(num_classes=3, image_size=67, **chosen)
+    assert network.get_layer("lrn2").get_config()["bias"] == 1.0
+    with pytest.raises(finetune.InitFromError, match="--lrn=paper, but --init_from="):
+        finetune.architecture(source, variant="paper", variant_given=False,
+                              initialization="paper", lrn="paper", lrn_given=True)
 
 
 def test_a_paper_model_of_another_image_size_is_refused_naming_fc6(saved_source):
@@ -100,8 +117,9 @@ def test_bad_init_from_flags_give_one_line(saved_source, tmp_path, flags, named)
     assert [line for line in result.stderr.splitlines() if named in line], result.stderr[-2000:]
 
 
-def test_a_resume_refuses_other_train_layers_and_ignores_another_init_from():
+def test_a_resume_refuses_other_train_layers_or_lrn_and_ignores_another_init_from():
     found = {change.flag: change.outcome for change in resume_flags.changes(
-        {"train_layers": "fc8", "init_from": "a.keras"},
-        {"train_layers": "all", "init_from": "b.keras"}, mid_epoch=False)}
-    assert found == {"train_layers": resume_flags.REFUSED, "init_from": resume_flags.IGNORED}
+        {"train_layers": "fc8", "init_from": "a.keras", "lrn": "paper"},
+        {"train_layers": "all", "init_from": "b.keras", "lrn": "caffe"}, mid_epoch=False)}
+    assert found == {"train_layers": resume_flags.REFUSED, "init_from": resume_flags.IGNORED,
+                     "lrn": resume_flags.REFUSED}

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from alexnet_tf.layers import (
+    LRN_SETTINGS,
     GroupedConv2D,
     LocalResponseNormalization,
     resolve_grouped_conv,
@@ -29,6 +30,32 @@ def test_lrn_defaults_are_the_papers_and_match_its_formula():
     assert (layer.depth_radius, layer.bias, layer.alpha, layer.beta) == (2, 2.0, 1e-4, 0.75)
     expected = paper_lrn(activations.astype(np.float64), n=5, k=2.0, alpha=1e-4, beta=0.75)
     np.testing.assert_allclose(np.asarray(layer(activations)), expected, rtol=1e-5)
+
+
+def caffe_lrn(activations: np.ndarray, local_size: int, alpha: float, beta: float) -> np.ndarray:
+    """Caffe's LRNLayer (ACROSS_CHANNELS), term by term: scale = k + alpha / n * sum(a^2),
+    k = 1 (its default), the window zero-padded at the edges."""
+    num_maps = activations.shape[-1]
+    padded = np.pad(activations, [(0, 0)] * (activations.ndim - 1)
+                    + [(local_size // 2, local_size // 2)])
+    normalized = np.empty_like(activations, dtype=np.float64)
+    for i in range(num_maps):
+        window = padded[..., i : i + local_size]
+        scale = 1.0 + alpha / local_size * np.sum(window**2, axis=-1)
+        normalized[..., i] = activations[..., i] / scale**beta
+    return normalized
+
+
+def test_caffe_lrn_settings_compute_bvlc_alexnets_lrn_from_its_prototxt_values():
+    # bvlc_alexnet's prototxt: local_size 5, alpha 1e-4, beta 0.75 (k left at 1). Activations
+    # of ~100 make alpha/n * sum(a^2) about 0.1: the paper's k = 2 or an undivided alpha
+    # would each be off by far more than the tolerance.
+    activations = np.random.default_rng(1).normal(0, 100, (2, 3, 4, 9)).astype(np.float32)
+    layer = LocalResponseNormalization(**LRN_SETTINGS["caffe"])
+    expected = caffe_lrn(activations.astype(np.float64), local_size=5, alpha=1e-4, beta=0.75)
+    np.testing.assert_allclose(np.asarray(layer(activations)), expected, rtol=1e-5)
+    paper = LocalResponseNormalization(**LRN_SETTINGS["paper"])
+    assert not np.allclose(np.asarray(paper(activations)), expected, rtol=1e-2)
 
 
 def test_lrn_window_is_clipped_at_the_first_and_last_channel():

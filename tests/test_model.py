@@ -123,6 +123,18 @@ def test_caffe_initialisation_is_bvlc_alexnets():
     assert "pixel_scale" not in [layer.name for layer in model.layers]
 
 
+@pytest.mark.parametrize("lrn, bias, alpha", [("paper", 2.0, 1e-4), ("caffe", 1.0, 2e-5)])
+def test_lrn_choice_reaches_both_lrn_layers_and_survives_saving(lrn, bias, alpha, tmp_path):
+    model = build_alexnet(**SMALL, initialization="he", lrn=lrn)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    for name in ("lrn1", "lrn2"):
+        config = loaded.get_layer(name).get_config()
+        assert (config["bias"], config["depth_radius"], config["beta"]) == (bias, 2, 0.75)
+        assert config["alpha"] == pytest.approx(alpha, rel=1e-9), name
+
+
 def test_he_initialisation_scales_pixels_and_zeroes_biases():
     model = build_alexnet(**SMALL, initialization="he")
     assert model.get_layer("pixel_scale").scale == pytest.approx(1 / 57.6)
@@ -155,6 +167,7 @@ def test_no_weight_decay_adds_no_losses():
         (dict(initialization="glorot"),
          r"initialization must be one of \('paper', 'caffe', 'he'\)"),
         (dict(grouped_conv="cudnn"), "grouped_conv must be one of"),
+        (dict(lrn="tf"), r"lrn must be one of \('paper', 'caffe'\)"),
         (dict(num_classes=0), "num_classes"),
         (dict(dropout=1.0), "dropout"),
         (dict(weight_decay=-1e-4), "weight_decay"),
