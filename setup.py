@@ -47,7 +47,7 @@ setuptools.setup(
         # hypothesis drives the differential fuzzing of the serving decoder
         # (tests/test_decode_fuzzing.py): seeded, shrinking mutations of real image files, which
         # a hand-rolled loop would find and report less well.
-        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "safetensors>=0.4", "hypothesis"],
+        "test": ["pytest", "pytest-xdist>=3.8", "torch==2.13.0", "safetensors>=0.4", "hypothesis"],
         "gpu": ["tensorflow[and-cuda]>=2.21"],
         # The peer that benchmarks/train_throughput.py measures against; never needed to run us.
         "bench": ["torch==2.13.0"],

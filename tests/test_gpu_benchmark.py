@@ -20,9 +20,14 @@ def test_the_gpu_benchmark_runs_dry_on_a_cpu_and_prints_every_figure(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert any("build_dataset(training), 256x256 records" in line for line in lines)
-    for precision in ("float32", "mixed_float16", "mixed_bfloat16"):
-        rows = [line for line in lines if line.strip().startswith(precision)]
-        assert rows and all("images/s" in row and "MFU" in row for row in rows), precision
-    assert any(line.strip().startswith("float32") and "XLA on" in line for line in lines)
+    rows = {tuple(line.split()[:3]): line for line in lines
+            if line.strip().startswith(("float32", "mixed_"))}
+    assert sorted(rows) == sorted((precision, "XLA", state) for precision in
+                                  ("float32", "mixed_float16", "mixed_bfloat16")
+                                  for state in ("on", "off")), lines
+    trained = rows[("float32", "XLA", "off")]
+    assert "images/s" in trained and "MFU" in trained, trained
+    assert all(row.endswith("skipped in a dry run") for key, row in rows.items()
+               if key != ("float32", "XLA", "off"))
     assert any(line.startswith("Real data, 256x256 records") for line in lines)
     assert lines[-1].startswith("gpu: real data reaches")

@@ -4,9 +4,11 @@ The multi-replica cases run in one fresh process (tests/replica_checks.py), whic
 CPU into 3 devices and evaluates the same weights on 1, 2 and 3 replicas through the trainer's
 validation and through `evaluate` (centre crop and ten crops), then takes float16 steps with an
 overflow on one replica. Each case is judged here against the truth: every record once, in
-one unpadded batch. Validation sets of 1, 7, 31, 33 and 200 images at a global batch of 12:
-smaller than a batch, a prime, one short of and one over a whole number of steps for 3
-replicas, and the size that crashed the trainer in issue 11.
+one unpadded batch. Validation sets of 1, 7, 33 and 200 images at a global batch of 12:
+smaller than a batch, a prime smaller than a batch, two whole batches and a last one of 9
+padded with 3 zero-weight images, and the size that crashed the trainer in issue 11, in two
+uneven shards. (31 was dropped for CI's time budget:
+each set costs every replica count a trace of its own.)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tests.record_fixtures import class_colour, write_image_records, write_recor
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Validation set size -> records per shard (two uneven shards for 200).
-SIZES = {1: (1,), 7: (7,), 31: (31,), 33: (33,), 200: (120, 80)}
+SIZES = {1: (1,), 7: (7,), 33: (33,), 200: (120, 80)}
 
 
 def environment(**extra: str) -> dict:

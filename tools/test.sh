@@ -15,5 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 # on single-threaded subprocesses, so a serial run leaves a core idle. PYTEST_WORKERS=0: serial.
 CORES="$(nproc 2>/dev/null || echo 2)"
 WORKERS="${PYTEST_WORKERS:-$(( CORES < 4 ? CORES : 4 ))}"
+# --no-loadscope-reorder keeps tests/conftest.py's order, the longest files first; xdist would
+# otherwise start the files with the most tests, leaving the longest to run alone at the end.
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "$WORKERS" --dist loadfile \
-  --durations=15 "${@:-tests}"
+  --no-loadscope-reorder --durations=15 "${@:-tests}"
