@@ -317,6 +317,7 @@ def test_readmes_pretrained_commands_and_the_printed_next_steps_run_as_shown(
     assert tuned.returncode == 0, tuned.stderr[-3000:]
     assert "fc8 newly initialised: pretrained/model.keras has 1000 classes, --num_classes=3" \
         in tuned.stderr
+    assert "training photos for 3 classes" not in tuned.stderr  # no from-scratch warning
     with open(os.path.join(folder, "finetuned", "history.json")) as handle:
         losses = [record["loss"] for record in json.load(handle)]
     # The printed --learning_rate=0.001 keeps the loss near ln 3 = 1.10 (measured 1.2-1.6 over 3
