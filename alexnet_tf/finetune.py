@@ -75,15 +75,14 @@ def read_source(path: str) -> Source:
                for layer in saved.layers if layer.get_weights()}
     return Source(path=path, variant=variant,
                   initialization="he" if "pixel_scale" in names else "paper",
-                  input_normalization=normalization, lrn=_lrn_of(saved, path),
+                  input_normalization=normalization, lrn=_lrn_of(saved, names, path),
                   num_classes=int(saved.output_shape[-1]), weights=weights)
 
 
-def _lrn_of(saved, path: str) -> str:
+def _lrn_of(saved, names: set[str], path: str) -> str:
     """The LRN_SETTINGS name whose bias and alpha the saved model's lrn1 has."""
     from alexnet_tf.layers import LRN_SETTINGS
 
-    names = {layer.name for layer in saved.layers}
     if "lrn1" not in names:
         return "paper"
     config = saved.get_layer("lrn1").get_config()

@@ -197,10 +197,16 @@ def read_manifest(data_dir: str) -> dict:
         raise app.UsageError(f"--data_dir: {error}") from None
 
 
-def count_images(manifest: dict, split: str, shards: list[str]) -> int:
+def manifest_images(manifest: dict, split: str) -> int | None:
+    """The converter's image count for `split`, None when manifest.json has none."""
     images = manifest.get("splits", {}).get(split, {}).get("images")
+    return None if images is None else int(images)
+
+
+def count_images(manifest: dict, split: str, shards: list[str]) -> int:
+    images = manifest_images(manifest, split)
     if images is not None:
-        return int(images)
+        return images
     logging.warning("No manifest.json image count for %s: counting the records (one pass)", split)
     dataset = tf.data.TFRecordDataset(shards, num_parallel_reads=16)
     return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
@@ -292,7 +298,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
         raise app.UsageError(str(error)) from None
     check_labels_fit(manifest, label_offset)
     steps = FLAGS.steps_per_epoch
-    train_images = manifest.get("splits", {}).get("train", {}).get("images")
+    train_images = manifest_images(manifest, "train")
     if steps is None:
         train_images = count_images(manifest, "train", shards["train"])
         steps = train_images // FLAGS.batch_size
