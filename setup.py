@@ -55,7 +55,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "alexnet-build-tfrecords=alexnet_tf.convert.cli:run",
-            "alexnet-export=alexnet_tf.export:run",
+            "alexnet-export=alexnet_tf.export.exporter:run",
             "alexnet-predict=alexnet_tf.predict:run",
             "alexnet-import-weights=alexnet_tf.import_weights:run",
         ],

@@ -38,8 +38,9 @@ quiet_output.quiet_tensorflow()  # before TensorFlow loads: its start-up lines o
 import numpy as np  # noqa: E402
 from absl import app, flags
 
-from alexnet_tf import imagenet, model_info
+from alexnet_tf import imagenet
 from alexnet_tf import labels as labels_module
+from alexnet_tf.model import model_info
 
 # torchvision/models/alexnet.py: (state_dict prefix, our layer, how the weight is laid out).
 # features.{0,3,6,8,10} are the five convolutions (the indices between are ReLU and
@@ -245,7 +246,7 @@ def load_torchvision(path: str, image_size: int = TORCHVISION_CROP):
     Output: the logits torchvision computes for the same pixels.
     """
     weights = keras_weights(read_state_dict(path))
-    from alexnet_tf import model  # TensorFlow only once the file has passed its checks
+    from alexnet_tf.model import (alexnet as model)  # TensorFlow only once the file has passed its checks
 
     network = model.build_alexnet(
         num_classes=int(weights["fc8"][1].shape[0]), variant="single", image_size=image_size,
@@ -266,7 +267,8 @@ def _sha256(path: str) -> str:
 
 def import_torchvision(weights_path: str, output: str, labels_file: str | None = None) -> dict:
     """Writes model.keras, labels.txt, model_info.json and conv1_filters.png; returns the paths."""
-    from alexnet_tf import model, plotting
+    from alexnet_tf.model import alexnet as model
+    from alexnet_tf.train import plotting
 
     if not output.endswith(".keras"):
         raise WeightsError(f"--output={output}: must end in .keras (e.g. DIR/model.keras)")

@@ -27,7 +27,8 @@ quiet_output.quiet_tensorflow()  # before TensorFlow loads: its start-up lines o
 import tensorflow as tf  # noqa: E402
 from absl import app, flags
 
-from alexnet_tf import imagenet, labels, serving
+from alexnet_tf import imagenet, labels
+from alexnet_tf.export import signatures as serving
 
 
 class PredictError(Exception):

@@ -9,7 +9,7 @@ Prints, in this order:
      with the model FLOP utilisation (MFU) against the card's peak;
   3. real-data training images/s on those 256x256 records at the fastest synthetic setting,
      and its ratio to that setting's synthetic rate.
-Every training run is the trainer itself (`alexnet_tf.train.train()`, in this process, so
+Every training run is the trainer itself (`alexnet_tf.train.trainer.train()`, in this process, so
 TensorFlow starts once), with configs/paper.cfg's recipe and the figure its summary.json
 reports (steady state: warm-up steps not timed).
 
@@ -93,7 +93,7 @@ def train_images_per_second(model_dir: str, settings: list[str], args) -> float:
     """The trainer's steady-state images/s for configs/paper.cfg plus `settings`."""
     from absl import flags
 
-    from alexnet_tf import train
+    from alexnet_tf.train import trainer as train
 
     config = os.path.join(REPO_ROOT, "configs", "paper.cfg")
     argv = ["train", f"--flagfile={config}", f"--model_dir={model_dir}",

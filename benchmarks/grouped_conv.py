@@ -2,7 +2,7 @@
 channels, two convolutions, concatenate) than as Keras's `Conv2D(groups=2)`.
 
 Why it matters: conv2, conv4 and conv5 are grouped (paper, section 3.2), and
-`alexnet_tf.layers.GroupedConv2D` picks its implementation per device from this measurement.
+`alexnet_tf.model.layers.GroupedConv2D` picks its implementation per device from this measurement.
 
     python benchmarks/grouped_conv.py [--batch_size=16] [--steps=5] [--dtypes=float32,bfloat16]
 
@@ -37,7 +37,7 @@ try:
 except ImportError:  # running from a checkout that was not pip-installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from alexnet_tf.layers import GroupedConv2D  # noqa: E402
+from alexnet_tf.model.layers import GroupedConv2D  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 16, "Images per forward + backward pass.")

@@ -9,7 +9,7 @@ augmentation, on one CPU core,
 Why those bars: decoding is the irreducible cost of reading ImageNet; a pipeline close to it
 adds little on top. The pipeline measured is what the trainer runs: `build_dataset(training=True,
 finish_on_device=True)`, which hands the accelerator uint8 crops and per-image offsets and leaves
-the cast, mean and lighting to the training step (alexnet_tf/device_input.py).
+the cast, mean and lighting to the training step (alexnet_tf/data/device_input.py).
 
     taskset -c 0 python benchmarks/input_pipeline.py [--num_images=1500] [--data_dir=DIR]
         [--rounds=3] [--contenders=decode_256,pipeline_256]
@@ -52,7 +52,9 @@ try:
 except ImportError:  # running from a checkout that was not pip-installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from alexnet_tf import augment, data, imagenet, records  # noqa: E402
+from alexnet_tf import imagenet  # noqa: E402
+from alexnet_tf.data import augment, records
+from alexnet_tf.data import pipeline as data
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 1500, "How many JPEGs to generate (when --data_dir is empty).")

@@ -103,7 +103,7 @@ def load_split(split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if FLAGS.data_dir:
         import tensorflow as tf
 
-        from alexnet_tf import records
+        from alexnet_tf.data import records
         prefix = "train" if split == "train" else "validation"
         files = sorted(glob.glob(os.path.join(FLAGS.data_dir, prefix + "-*")))
         if not files:
@@ -173,8 +173,8 @@ def build_ours(num_classes: int):
     """The package's model and optimizer, compiled as alexnet_tf.train compiles them."""
     import keras
 
-    from alexnet_tf import model as model_lib
-    from alexnet_tf.layers import LocalResponseNormalization
+    from alexnet_tf.model import alexnet as model_lib
+    from alexnet_tf.model.layers import LocalResponseNormalization
 
     if FLAGS.precision == "bfloat16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -206,8 +206,8 @@ def build_torch(ours, num_classes: int):
     import torch
     from torch import nn
 
-    from alexnet_tf import model as model_lib
-    from alexnet_tf.layers import LocalResponseNormalization
+    from alexnet_tf.model import alexnet as model_lib
+    from alexnet_tf.model.layers import LocalResponseNormalization
 
     lrn = [layer for layer in ours.layers if isinstance(layer, LocalResponseNormalization)][0]
     size = 2 * lrn.depth_radius + 1

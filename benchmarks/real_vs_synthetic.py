@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def write_records(directory: str, square_dir: str, num_images: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import input_pipeline  # noqa: PLC0415  (the generator of ImageNet-like JPEGs)
-    from alexnet_tf import records  # noqa: PLC0415
+    from alexnet_tf.data import records  # noqa: PLC0415
 
     input_pipeline.write_benchmark_records(directory, num_images, 8, square_dir=square_dir)
     # The trainer validates each epoch: one small validation shard (a copy of a training one).

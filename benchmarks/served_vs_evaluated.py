@@ -77,7 +77,9 @@ def evaluated_top1(
 
     import tensorflow as tf
 
-    from alexnet_tf import eval_preprocessing, export, model_info, records
+    from alexnet_tf.data import eval_preprocessing, records
+    from alexnet_tf.export import exporter as export
+    from alexnet_tf.model import model_info
 
     model = export.load_keras_model(model_path)
     prepare = eval_preprocessing.eval_function(model_info.read_info(model_path), image_size)
@@ -159,7 +161,8 @@ def main() -> None:
         with open(scores) as handle:
             evaluate_scores = json.load(handle)
 
-        from alexnet_tf import export, model_info
+        from alexnet_tf.export import exporter as export
+        from alexnet_tf.model import model_info
 
         model = export.load_keras_model(model_path)
         shutil.rmtree(serving_dir, ignore_errors=True)
@@ -167,7 +170,7 @@ def main() -> None:
         before = json.loads(json.dumps(info))
         before["preprocessing"].pop(model_info.RECORDS_RESIZE, None)
         without_resize = export.export_model(model, serving_dir, version=2, info=before)
-        from alexnet_tf import eval_preprocessing
+        from alexnet_tf.data import eval_preprocessing
 
         accurate_idct = eval_preprocessing.ACCURATE_IDCT
         eval_preprocessing.ACCURATE_IDCT = ""  # the original decoded with TF's fast IDCT

@@ -156,7 +156,8 @@ def export_models(export_dir: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from alexnet_tf import export, model
+    from alexnet_tf.export import exporter as export
+    from alexnet_tf.model import alexnet as model
 
     keras.utils.set_random_seed(0)
     network = model.build_alexnet(num_classes=NUM_CLASSES, variant="paper", image_size=IMAGE_SIZE)

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from alexnet_tf import image_decode  # noqa: E402
+from alexnet_tf.data import image_decode  # noqa: E402
 from tests import image_bombs  # noqa: E402
 
 MEGABYTE = 1 << 20

@@ -112,14 +112,14 @@ def _peak_gb(run) -> float:
 def measure_case(case: str, path: str, request_images: int) -> float:
     import tensorflow as tf
 
-    from alexnet_tf import eval_preprocessing
+    from alexnet_tf.data import eval_preprocessing
 
     with open(path, "rb") as handle:
         image_bytes = handle.read()
     if case == REQUEST_CASE:
         import keras
 
-        from alexnet_tf import serving
+        from alexnet_tf.export import signatures as serving
         from alexnet_tf.model import build_alexnet
 
         keras.utils.set_random_seed(0)
@@ -139,7 +139,7 @@ def measure_case(case: str, path: str, request_images: int) -> float:
 
 
 def serving_max_pixels() -> int:
-    from alexnet_tf import image_decode
+    from alexnet_tf.data import image_decode
 
     return image_decode.DEFAULT_MAX_PIXELS
 

@@ -31,8 +31,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from alexnet_tf import export  # noqa: E402
-from alexnet_tf.model import build_alexnet  # noqa: E402
+from alexnet_tf.export import exporter as export  # noqa: E402
+from alexnet_tf.model import build_alexnet
 from tests import image_bombs  # noqa: E402
 
 

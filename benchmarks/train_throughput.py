@@ -86,7 +86,8 @@ def keras_images_per_second(policy: str, batch_size: int, warmup: int, steps: in
         import alexnet_tf  # noqa: F401
     except ImportError:  # running from a checkout that was not pip-installed
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from alexnet_tf import callbacks, model
+    from alexnet_tf.model import alexnet as model
+    from alexnet_tf.train import callbacks
 
     keras.mixed_precision.set_global_policy(policy)
     images = 60.0 * tf.random.stateless_normal([batch_size, IMAGE_SIZE, IMAGE_SIZE, 3], [0, 0])

@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf import image_decode
-from alexnet_tf import image_headers as headers
+from alexnet_tf.data import image_decode
+from alexnet_tf.data import image_headers as headers
 
 WIDTH, HEIGHT = 24, 16
 # Four times a seed's pixels: doubling a side lands a mutant over or under it.

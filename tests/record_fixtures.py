@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf import imagenet, records
+from alexnet_tf import imagenet
+from alexnet_tf.data import records
 
 
 def class_colour(class_index: int, num_classes: int) -> tuple[int, int, int]:

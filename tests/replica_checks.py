@@ -23,7 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import data, distribution
+from alexnet_tf.data import pipeline as data
+from alexnet_tf.train import distribution
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
@@ -48,7 +49,7 @@ def cpu_strategies() -> dict[int, tf.distribute.Strategy]:
 
 
 def set_trainer_flags(data_dir: str, *extra: str) -> None:
-    from alexnet_tf import train  # noqa: PLC0415  (see the module docstring)
+    from alexnet_tf.train import trainer as train  # noqa: PLC0415  see the module docstring
 
     train.FLAGS.unparse_flags()
     train.FLAGS(["replica_checks", f"--flagfile={REPO_ROOT}/configs/smoke.cfg",
@@ -57,7 +58,7 @@ def set_trainer_flags(data_dir: str, *extra: str) -> None:
 
 
 def trainer_network(strategy, weights_path: str | None) -> keras.Model:
-    from alexnet_tf import train  # noqa: PLC0415
+    from alexnet_tf.train import trainer as train  # noqa: PLC0415
 
     keras.utils.set_random_seed(0)
     network = train.build_and_compile(strategy)
@@ -68,7 +69,7 @@ def trainer_network(strategy, weights_path: str | None) -> keras.Model:
 
 def trainer_validation(network, strategy, data_dir: str) -> dict:
     """What fit logs as val_*: `evaluate` on the trainer's validation data."""
-    from alexnet_tf import train  # noqa: PLC0415
+    from alexnet_tf.train import trainer as train  # noqa: PLC0415
 
     train.FLAGS.data_dir = data_dir
     _, validation_data, _ = train.make_datasets(strategy)
@@ -76,7 +77,7 @@ def trainer_validation(network, strategy, data_dir: str) -> dict:
 
 
 def evaluate_module(network, strategy, data_dir: str, ten_crop: bool) -> dict:
-    from alexnet_tf import evaluate  # noqa: PLC0415
+    from alexnet_tf.evaluate import evaluator as evaluate  # noqa: PLC0415
 
     dataset = evaluate.scoring_dataset(
         strategy, sorted(glob.glob(os.path.join(data_dir, "validation-*-of-*"))),
@@ -154,7 +155,7 @@ def check_replicas(out_dir: str, data_dirs: list[str]) -> dict:
 
 def check_evaluate(out_dir: str, data_dirs: list[str]) -> dict:
     """`evaluate`'s scoring, centre crop and ten crops, on 1, 2 and 3 replicas."""
-    import alexnet_tf.layers  # noqa: F401, PLC0415  (registers the custom layers)
+    import alexnet_tf.model.layers  # noqa: F401, PLC0415  (registers the custom layers)
 
     results: dict = {}
     strategies = cpu_strategies()  # before any op: it splits the CPU
@@ -178,7 +179,7 @@ def check_evaluate(out_dir: str, data_dirs: list[str]) -> dict:
 
 
 def evaluate_in_one_batch(network, data_dir: str, ten_crop: bool) -> dict:
-    from alexnet_tf import evaluate  # noqa: PLC0415
+    from alexnet_tf.evaluate import evaluator as evaluate  # noqa: PLC0415
 
     pattern = os.path.join(data_dir, "validation-*-of-*")
     images = sum(1 for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern)))

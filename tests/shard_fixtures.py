@@ -7,7 +7,8 @@ import os
 
 import tensorflow as tf
 
-from alexnet_tf import imagenet, records
+from alexnet_tf import imagenet
+from alexnet_tf.data import records
 
 KINDS = ("corrupted", "truncated", "not_an_example", "bad_jpeg")
 

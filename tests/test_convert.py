@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import imagenet, records
+from alexnet_tf import imagenet
 from alexnet_tf.convert import main as conversion
+from alexnet_tf.data import records
 from tests import corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -43,7 +43,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import records
+from alexnet_tf.data import records
 from tests import corpus
 from tests.test_convert import TOOL, check_every_image_accounted, read_records
 

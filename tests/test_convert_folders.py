@@ -9,8 +9,10 @@ import shutil
 import numpy as np
 import pytest
 
-from alexnet_tf import labels, records
-from alexnet_tf.convert import main as conversion, manifest as manifest_module
+from alexnet_tf import labels
+from alexnet_tf.convert import main as conversion
+from alexnet_tf.convert import manifest as manifest_module
+from alexnet_tf.data import records
 from tests import corpus
 from tests.test_convert import read_records, run_tool, shard_digests
 

@@ -15,9 +15,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf import records
-from alexnet_tf.convert import main as conversion
 from alexnet_tf.convert import shards
+from alexnet_tf.convert import main as conversion
+from alexnet_tf.data import records
 from alexnet_tf.convert.resize import ResizeOptions
 from tests import corpus
 from tests.test_convert import read_records, run_tool, shard_digests

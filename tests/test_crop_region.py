@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import augment, data, imagenet
+from alexnet_tf import imagenet
+from alexnet_tf.data import augment
+from alexnet_tf.data import pipeline as data
 from tests.record_fixtures import write_image_records
 
 

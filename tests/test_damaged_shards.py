@@ -1,4 +1,4 @@
-"""A damaged shard is found and named, whatever the damage (alexnet_tf.damaged_shards)."""
+"""A damaged shard is found and named, whatever the damage (alexnet_tf.data.damaged_shards)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import damaged_shards, data
+from alexnet_tf.data import damaged_shards
+from alexnet_tf.data import pipeline as data
 from tests.shard_fixtures import KINDS, damage_shard
 from tests.record_fixtures import write_records
 

@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf import augment, data, imagenet, records
+from alexnet_tf import imagenet
+from alexnet_tf.data import augment, records
+from alexnet_tf.data import pipeline as data
 from tests.record_fixtures import class_colour, write_image_records, write_records
 
 SMALL = 64  # crop size for tests that do not need 227: same code paths, less arithmetic

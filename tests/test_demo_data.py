@@ -8,7 +8,8 @@ import sys
 import pytest
 from PIL import Image
 
-from alexnet_tf import demo_data, imagenet
+from alexnet_tf import imagenet
+from alexnet_tf.demo import corpus as demo_data
 
 IMAGENETTE = {
     "n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
@@ -118,7 +119,7 @@ def test_too_many_validation_images_per_class_is_refused(tmp_path):
 
 def test_command_line_writes_the_corpus_and_says_so(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.demo_data", f"--output_dir={tmp_path}",
+        [sys.executable, "-m", "alexnet_tf.demo.corpus", f"--output_dir={tmp_path}",
          "--images_per_class=1", "--validation_per_class=1"],
         capture_output=True, text=True, check=True,
     )
@@ -128,7 +129,7 @@ def test_command_line_writes_the_corpus_and_says_so(tmp_path):
 
 def test_command_line_rejects_a_bad_flag_in_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "alexnet_tf.demo_data", f"--output_dir={tmp_path}",
+        [sys.executable, "-m", "alexnet_tf.demo.corpus", f"--output_dir={tmp_path}",
          "--validation_per_class=60"],
         capture_output=True, text=True,
     )

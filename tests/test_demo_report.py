@@ -1,4 +1,4 @@
-"""The demo's closing lines (python -m alexnet_tf.demo_report): what it learned, read back from
+"""The demo's closing lines (python -m alexnet_tf.demo.report): what it learned, read back from
 the run's own files, what it does not know, and where everything went."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_report(work_dir: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alexnet_tf.demo_report",
+    return subprocess.run([sys.executable, "-m", "alexnet_tf.demo.report",
                            f"--work_dir={work_dir}"], capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, PYTHONPATH=REPO_ROOT))
 

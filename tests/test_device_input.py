@@ -13,7 +13,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf import augment, data, device_input, imagenet
+from alexnet_tf import imagenet
+from alexnet_tf.data import augment, device_input
+from alexnet_tf.data import pipeline as data
 from tests.record_fixtures import write_image_records
 
 

@@ -9,7 +9,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf import data, eval_preprocessing, imagenet, model_info
+from alexnet_tf import imagenet
+from alexnet_tf.data import eval_preprocessing
+from alexnet_tf.data import pipeline as data
+from alexnet_tf.model import model_info
 from tests.torchvision_transform import torchvision_eval_pixels, torchvision_ten_crop_pixels
 
 

@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import data, eval_preprocessing, evaluate, model_info
-from alexnet_tf import records as records_module
+from alexnet_tf.data import eval_preprocessing
+from alexnet_tf.data import pipeline as data
+from alexnet_tf.data import records as records_module
+from alexnet_tf.evaluate import evaluator as evaluate
+from alexnet_tf.model import model_info
 from tests.record_fixtures import write_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

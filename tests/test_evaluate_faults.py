@@ -16,7 +16,9 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from alexnet_tf import evaluate, imagenet, model
+from alexnet_tf import imagenet
+from alexnet_tf.evaluate import evaluator as evaluate
+from alexnet_tf.model import alexnet as model
 from tests.shard_fixtures import damage_shard, write_manifest
 from tests.record_fixtures import write_records
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import callbacks, distribution, execution, schedules, stops
+from alexnet_tf.train import callbacks, distribution, execution, schedules, stops
 from tests.test_train import SigtermAtStep
 
 

@@ -22,8 +22,12 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from alexnet_tf import data, export, imagenet, layers, records, serving
-from alexnet_tf.model import build_alexnet
+from alexnet_tf import imagenet
+from alexnet_tf.data import records
+from alexnet_tf.data import pipeline as data
+from alexnet_tf.export import exporter as export
+from alexnet_tf.export import signatures as serving
+from alexnet_tf.model import build_alexnet, layers
 from tests.record_fixtures import write_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -271,7 +275,7 @@ def test_saved_model_loads_in_a_python_that_cannot_import_alexnet_tf(export_base
         import base64, json, sys
         sys.modules["alexnet_tf"] = None  # any `import alexnet_tf...` now raises ImportError
         try:
-            import alexnet_tf.layers
+            import alexnet_tf.model.layers
         except ImportError:
             pass
         else:

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import demo_data, export, precision
+from alexnet_tf.demo import corpus as demo_data
+from alexnet_tf.export import precision
+from alexnet_tf.export import exporter as export
 from alexnet_tf.model import build_alexnet
 from tests.test_export import (
     IMAGE_SIZE, NUM_CLASSES, informative_alexnet, run_cli, stored_weights,

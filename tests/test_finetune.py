@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from alexnet_tf import finetune, model, resume_flags
+from alexnet_tf.model import alexnet as model
+from alexnet_tf.train import finetune, resume_flags
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")

@@ -13,9 +13,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf import data, image_decode
-from alexnet_tf import image_headers as headers
 from alexnet_tf.convert import images as convert_images
+from alexnet_tf.data import image_decode
+from alexnet_tf.data import pipeline as data
+from alexnet_tf.data import image_headers as headers
 from tests import image_bombs
 
 

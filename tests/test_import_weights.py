@@ -26,7 +26,9 @@ safetensors_numpy = pytest.importorskip("safetensors.numpy")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from alexnet_tf import imagenet, import_weights, labels, model_info, plotting  # noqa: E402
+from alexnet_tf import imagenet, import_weights, labels  # noqa: E402
+from alexnet_tf.model import model_info
+from alexnet_tf.train import plotting
 from tests import torchvision_layout  # noqa: E402
 from tests.readme_commands import (run_command, section_commands, user_folder,  # noqa: E402
                                    write_photos)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from alexnet_tf.layers import (
+from alexnet_tf.model.layers import (
     LRN_SETTINGS,
     GroupedConv2D,
     LocalResponseNormalization,

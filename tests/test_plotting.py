@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from alexnet_tf import model, plotting
+from alexnet_tf.model import alexnet as model
+from alexnet_tf.train import plotting
 
 ZOOM, GAP, TOWER_GAP, COLUMNS = 4, 2, 10, 16
 

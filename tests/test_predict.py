@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf import export, imagenet, predict
+from alexnet_tf import imagenet, predict
+from alexnet_tf.export import exporter as export
 from alexnet_tf.model import build_alexnet
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

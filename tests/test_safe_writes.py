@@ -10,7 +10,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import safe_writes
+from alexnet_tf.train import safe_writes
 
 
 class FillsUpAfter:

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from alexnet_tf import export, serving_limits
+from alexnet_tf.export import exporter as export
+from alexnet_tf.export import limits as serving_limits
 from tests import image_bombs
 from tests.tf_serving_protos import batching_parameters_class
 from tests.test_export import informative_alexnet, run_cli

@@ -22,8 +22,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf import image_decode, serving
 from alexnet_tf.convert import images as convert_images
+from alexnet_tf.data import image_decode
+from alexnet_tf.export import signatures as serving
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BYTES_PER_PIXEL_LIMIT = 1.2e9 / 50e6  # 24: the issue's 1.2 GB at the 50 MP default
@@ -87,7 +88,8 @@ _MEASURE = textwrap.dedent(
     """
     import re, sys
     import tensorflow as tf
-    from alexnet_tf import data, image_decode
+    from alexnet_tf.data import image_decode
+    from alexnet_tf.data import pipeline as data
 
     def status_kb(key):
         with open("/proc/self/status") as handle:

@@ -1,5 +1,5 @@
-"""Which shards are read (alexnet_tf.shard_listing) and with which label offset
-(alexnet_tf.label_offsets), for records with and without the converter's manifest."""
+"""Which shards are read (alexnet_tf.data.shard_listing) and with which label offset
+(alexnet_tf.data.label_offsets), for records with and without the converter's manifest."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import label_offsets, records, shard_listing
+from alexnet_tf.data import label_offsets, records, shard_listing
 from tests.record_fixtures import write_records
 from tests.shard_fixtures import write_manifest
 

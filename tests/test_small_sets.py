@@ -1,6 +1,6 @@
 """The from-scratch warning's line: where it starts, and what it tells the user to do."""
 
-from alexnet_tf import small_sets
+from alexnet_tf.train import small_sets
 
 
 def test_fewer_photos_per_class_than_the_measured_line_get_the_fine_tuning_route():

@@ -22,7 +22,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import callbacks, imagenet, layers, schedules  # layers: load model.keras
+from alexnet_tf import imagenet  # layers: load model.keras
+from alexnet_tf.model import layers
+from alexnet_tf.train import callbacks, schedules
 from tests.record_fixtures import write_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +155,7 @@ def test_summary_reports_what_the_run_did(two_replica_run):
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.listdir(os.path.join(model_dir, "logs", "train"))
     assert os.listdir(os.path.join(model_dir, "logs", "validation"))
-    import alexnet_tf.layers  # noqa: F401  (registers the custom layers)
+    import alexnet_tf.model.layers  # noqa: F401  (registers the custom layers)
 
     model = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
     assert model.output_shape == (None, NUM_CLASSES)
@@ -191,7 +193,8 @@ def test_the_trainer_hands_the_model_half_the_papers_weight_decay(two_replica_ru
 def test_the_saved_model_takes_float_pixels_though_training_fed_uint8(records_dir,
                                                                      two_replica_run):
     """Training hands the step uint8 crops; model.keras keeps its float32 input contract."""
-    from alexnet_tf import data, model as alexnet_model
+    from alexnet_tf.data import pipeline as data
+    from alexnet_tf.model import alexnet as alexnet_model
 
     model_dir, _ = two_replica_run
     saved = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
@@ -217,7 +220,8 @@ EXACT_RUN_FLAGS = ("--steps_per_epoch=8", "--seed=3")
 def test_conv1_filters_and_model_info_are_written_beside_the_curves(two_replica_run):
     from PIL import Image
 
-    from alexnet_tf import model_info, plotting
+    from alexnet_tf.model import model_info
+    from alexnet_tf.train import plotting
 
     model_dir, _ = two_replica_run
     assert os.path.isfile(os.path.join(model_dir, "training_curves.png"))
@@ -338,7 +342,8 @@ def test_sigterm_saves_mid_epoch_and_the_rerun_finishes_that_epoch(records_dir,
 SIGTERM_AT_STEP_SCRIPT = """
 import os, signal, sys
 from absl import app
-from alexnet_tf import callbacks, train
+from alexnet_tf.train import callbacks
+from alexnet_tf.train import trainer as train
 epoch, step = int(os.environ["SIGTERM_AT_EPOCH"]), int(os.environ["SIGTERM_AT_STEP"])
 original = callbacks.CheckpointOnPreemption.on_train_batch_end
 def signal_then_check(self, batch, logs=None):
@@ -549,7 +554,7 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from alexnet_tf import distribution
+from alexnet_tf.train import distribution
 strategy = distribution.select_strategy(num_cpu_replicas=2)
 rng = np.random.default_rng(0)
 images = rng.normal(size=(64, 5)).astype("float32")

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import callbacks
+from alexnet_tf.train import callbacks
 from tests.test_train import (  # noqa: F401  (records_dir is a fixture)
     REPO_ROOT, environment, read_json, records_dir, run_trainer, start_trainer,
     trainer_command, wait_for_epochs)

@@ -173,7 +173,7 @@ def test_export_prints_no_routine_tensorflow_lines(run_without_validation, tmp_p
 
 def test_taking_back_removes_only_the_runs_own_entries_and_empty_folders(tmp_path):
     """Another program's file, written while the run was being refused, stays."""
-    from alexnet_tf import folder_changes
+    from alexnet_tf.train import folder_changes
 
     fresh = tmp_path / "new" / "model"
     changes = folder_changes.FolderChanges(str(fresh), [".lock"])

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 import pytest
 
-from alexnet_tf import distribution
+from alexnet_tf.train import distribution
 from tests import replica_checks
 from tests.ports import free_ports
 from tests.record_fixtures import class_colour, write_image_records, write_records
@@ -216,7 +216,7 @@ def test_auto_mixed_precision_prefers_bfloat16_from_compute_capability_8(
 def test_padding_keeps_every_record_once_and_weighs_the_rest_zero():
     import tensorflow as tf  # noqa: PLC0415
 
-    from alexnet_tf import validation  # noqa: PLC0415
+    from alexnet_tf.data import validation  # noqa: PLC0415
 
     images = tf.reshape(tf.range(5 * 2 * 2 * 3, dtype=tf.float32), [5, 2, 2, 3]) + 1.0
     dataset = tf.data.Dataset.from_tensor_slices((images, tf.range(5)))
@@ -235,7 +235,7 @@ def test_padding_keeps_every_record_once_and_weighs_the_rest_zero():
     ([0, 5, 0], 3, True, 2),        # a pipeline without records still takes every step
 ])
 def test_validation_steps_cover_the_fullest_pipeline(file_counts, pipelines, by_file, steps):
-    from alexnet_tf import validation  # noqa: PLC0415
+    from alexnet_tf.data import validation  # noqa: PLC0415
 
     counts = validation.records_per_pipeline(file_counts, pipelines, by_file)
     assert sum(counts) == sum(file_counts)
@@ -245,7 +245,7 @@ def test_validation_steps_cover_the_fullest_pipeline(file_counts, pipelines, by_
 
 
 def test_record_counts_come_from_the_manifest_when_it_lists_every_shard(tmp_path):
-    from alexnet_tf import validation  # noqa: PLC0415
+    from alexnet_tf.data import validation  # noqa: PLC0415
 
     files = [str(tmp_path / f"validation-0000{i}-of-00002") for i in range(2)]
     manifest = {"shards": [{"shard": "validation-00000-of-00002", "records": 3},

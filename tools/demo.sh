@@ -40,7 +40,7 @@ py="$VENV/bin/python"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "1/5 Generating the demo corpus (10 ImageNet classes, drawn on the spot) in $WORK/raw"
-"$py" -m alexnet_tf.demo_data --output_dir="$WORK/raw"
+"$py" -m alexnet_tf.demo.corpus --output_dir="$WORK/raw"
 
 step "2/5 Converting it to TFRecords in $WORK/records"
 "$py" tools/build_tfrecords.py --input_dir="$WORK/raw" --output_dir="$WORK/records" \
@@ -57,4 +57,4 @@ step "5/5 Predicting a few validation images (true class from ImageNet's ground 
 mapfile -t samples < <(ls "$WORK"/raw/val/*.JPEG | sort | awk 'NR % 100 == 1' | head -n 5)
 "$py" -m alexnet_tf.predict --model="$WORK/export" --true_class=imagenet_val "${samples[@]}"
 
-"$py" -m alexnet_tf.demo_report --work_dir="$WORK"
+"$py" -m alexnet_tf.demo.report --work_dir="$WORK"

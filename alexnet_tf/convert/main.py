@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 
 from absl import logging
 
-from alexnet_tf import labels, records, run_lock
+from alexnet_tf import labels, run_lock
 from alexnet_tf.convert import checks, layouts, manifest, output_folder, progress, shards
+from alexnet_tf.data import records
 from alexnet_tf.convert.resize import ResizeOptions
 from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
 

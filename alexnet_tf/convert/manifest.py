@@ -11,8 +11,9 @@ import collections
 import os
 import re
 
-from alexnet_tf import __version__, imagenet, labels, records
+from alexnet_tf import __version__, imagenet, labels
 from alexnet_tf.convert import progress
+from alexnet_tf.data import records
 from alexnet_tf.convert.layouts import Inventory
 from alexnet_tf.convert.shards import ShardTask, sha256_and_size
 
@@ -81,7 +82,7 @@ def write_manifest(output_dir: str, manifest: dict) -> str:
 
 
 def read_manifest(output_dir: str) -> dict:
-    from alexnet_tf import records  # TensorFlow: only --verify needs it
+    from alexnet_tf.data import records  # TensorFlow: only --verify needs it
 
     manifest = records.read_manifest(output_dir)
     if manifest is None:
@@ -104,7 +105,7 @@ def _check_records(path: str, label_offset: int, num_classes: int,
     """Counts the records of one shard and checks each decodes to height x width x 3."""
     import tensorflow as tf  # only --verify needs TensorFlow; converting never imports it
 
-    from alexnet_tf import records
+    from alexnet_tf.data import records
 
     problems = []
 

@@ -18,8 +18,8 @@ import os
 import random
 import sys
 
-from alexnet_tf import records
 from alexnet_tf.convert import progress, resize, tfrecord
+from alexnet_tf.data import records
 from alexnet_tf.convert.checks import CheckedImage
 from alexnet_tf.convert.images import BrokenImage, prepare_image
 from alexnet_tf.convert.sources import UnreadableSource, read_source

@@ -2,7 +2,7 @@
 
 The converter's worker processes write the shards with this module so that they never import
 TensorFlow: that import costs about 3 s of CPU per process, more than checking and writing
-thousands of images. The bytes are exactly those of `alexnet_tf.records.build_example` and
+thousands of images. The bytes are exactly those of `alexnet_tf.data.records.build_example` and
 `tf.io.TFRecordWriter` (the tests compare them), so a shard is the same whichever wrote it.
 
 * `serialize_example` encodes the Example protobuf by hand, in the order protobuf's
@@ -13,7 +13,7 @@ thousands of images. The bytes are exactly those of `alexnet_tf.records.build_ex
   both optional) and otherwise a NumPy one: byte tables gathered in bulk, about 100 us per 64 KiB
   record on our CPUs, where a C loop with the SSE4.2 instruction takes a few microseconds.
 
-Feature keys, split names and the shard name format come from `alexnet_tf.records`, which
+Feature keys, split names and the shard name format come from `alexnet_tf.data.records`, which
 imports TensorFlow only in the functions that need it.
 """
 
@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-from alexnet_tf.records import (
+from alexnet_tf.data.records import (
     BBOX_XMAX, BBOX_XMIN, BBOX_YMAX, BBOX_YMIN, CHANNELS, COLORSPACE, ENCODED, FILENAME, FORMAT,
     HEIGHT, LABEL, SYNSET, TEXT, WIDTH,
 )
@@ -298,7 +298,7 @@ def serialize_example(
     boxes: tuple[tuple[float, float, float, float], ...] = (),
 ) -> bytes:
     """The bytes of a `tf.train.Example` with these features, serialized deterministically
-    (what `alexnet_tf.records.build_example` returns); boxes are (xmin, ymin, xmax, ymax) in
+    (what `alexnet_tf.data.records.build_example` returns); boxes are (xmin, ymin, xmax, ymax) in
     relative coordinates.
 
     Protobuf's deterministic serialization writes the map entries sorted by key; every numeric

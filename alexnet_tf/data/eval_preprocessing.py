@@ -15,7 +15,9 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from alexnet_tf import augment, data, model_info, records_resize
+from alexnet_tf.data import augment, records_resize
+from alexnet_tf.data import pipeline as data
+from alexnet_tf.model import model_info
 
 ACCURATE_IDCT = "INTEGER_ACCURATE"  # tf.io.decode_jpeg's name for libjpeg's JDCT_ISLOW
 

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import tensorflow as tf
 from absl import logging
 
-from alexnet_tf import imagenet, records
+from alexnet_tf import imagenet
+from alexnet_tf.data import records
 
 _RECORDS_PER_SHARD = 4
 _SHARDS_SAMPLED = 8

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from alexnet_tf import safe_writes
+from alexnet_tf.train import safe_writes
 
 # (title, training key, validation key, transform of the logged value)
 _PANELS = (

@@ -32,12 +32,15 @@ import keras  # noqa: E402
 import tensorflow as tf
 from absl import app, flags, logging
 
-from alexnet_tf import (augment, callbacks, class_files, damaged_shards, data, device_input,
-                        distribution, execution, finetune, imagenet, label_offsets, labels,
-                        loss_scale, model, model_info, plotting, records, schedules, shard_listing,
-                        validation)
-from alexnet_tf import (folder_changes, resume_flags, run_lock, run_summary, safe_writes,
-                        small_sets, stops)
+from alexnet_tf import imagenet, labels, run_lock
+from alexnet_tf.data import (augment, damaged_shards, device_input, label_offsets, records,
+                             shard_listing, validation)
+from alexnet_tf.data import pipeline as data
+from alexnet_tf.model import model_info
+from alexnet_tf.model import alexnet as model
+from alexnet_tf.train import (callbacks, class_files, distribution, execution, finetune,
+                              folder_changes, loss_scale, plotting, resume_flags, run_summary,
+                              safe_writes, schedules, small_sets, stops)
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
 EXIT_WORKER_LOST = 75  # EX_TEMPFAIL: restart the job and it resumes.

@@ -49,7 +49,7 @@ def read_source(path: str) -> Source:
     """
     import keras
 
-    from alexnet_tf import model as model_module
+    from alexnet_tf.model import alexnet as model_module
 
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")
@@ -81,7 +81,7 @@ def read_source(path: str) -> Source:
 
 def _lrn_of(saved, names: set[str], path: str) -> str:
     """The LRN_SETTINGS name whose bias and alpha the saved model's lrn1 has."""
-    from alexnet_tf.layers import LRN_SETTINGS
+    from alexnet_tf.model.layers import LRN_SETTINGS
 
     if "lrn1" not in names:
         return "paper"

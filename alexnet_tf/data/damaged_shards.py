@@ -18,8 +18,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from alexnet_tf import records
-from alexnet_tf.shard_listing import VERIFY_HINT, list_shards
+from alexnet_tf.data import records
+from alexnet_tf.data.shard_listing import VERIFY_HINT, list_shards
 
 _PROGRESS_SECONDS = 10.0
 

@@ -4,7 +4,7 @@
 
 writes
 
-    EXPORT_BASE/<version>/saved_model.pb, variables/   the signatures of `serving.py`
+    EXPORT_BASE/<version>/saved_model.pb, variables/   the signatures of `signatures.py`
     EXPORT_BASE/<version>/assets.extra/tf_serving_warmup_requests
     EXPORT_BASE/models.config      for tensorflow_model_server --model_config_file
     EXPORT_BASE/request.json       a REST request to try with curl
@@ -46,9 +46,14 @@ from absl import app, flags
 from google.protobuf import text_format
 from PIL import Image
 
-from alexnet_tf import data, eval_preprocessing, layers, model_info, serving, serving_limits, stops
 from alexnet_tf import labels as class_list
-from alexnet_tf import precision as precision_module
+from alexnet_tf.data import eval_preprocessing
+from alexnet_tf.data import pipeline as data
+from alexnet_tf.export import signatures as serving
+from alexnet_tf.export import limits as serving_limits
+from alexnet_tf.export import precision as precision_module
+from alexnet_tf.model import layers, model_info
+from alexnet_tf.train import stops
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MODELS_CONFIG = "models.config"
@@ -65,7 +70,7 @@ class ExportError(Exception):
 def load_keras_model(path: str) -> keras.Model:
     """The model saved by training: a .keras file, or a folder holding model.keras.
 
-    `alexnet_tf.layers`, imported above, registers the custom layers the file names.
+    `alexnet_tf.model.layers`, imported above, registers the custom layers the file names.
     """
     if os.path.isdir(path):
         path = os.path.join(path, KERAS_FILE)
@@ -281,7 +286,7 @@ def export_model(
     `info` is the model's model_info.json record: the served graph preprocesses images as
     it says (None: as training here evaluates).
     The SavedModel computes in `precision` whatever dtype policy the model was
-    trained under (see `alexnet_tf.precision`).
+    trained under (see `alexnet_tf.export.precision`).
     """
     if limits is None:
         limits = serving_limits.ServingLimits(

@@ -11,7 +11,7 @@ on torchvision's Resize/CenterCrop (or TenCrop), as their published accuracy was
 
 Scoring runs on every GPU of the machine (or on --num_cpu_replicas CPU devices); the last
 batches are padded with zero-weight images, so every image is scored exactly once whatever the
-replica count and batch size (alexnet_tf/validation.py).
+replica count and batch size (alexnet_tf/data/validation.py).
 """
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ import keras  # noqa: E402
 import tensorflow as tf
 from absl import app, flags, logging
 
-import alexnet_tf.layers  # noqa: F401  (registers the custom layers for load_model)
-from alexnet_tf import (augment, damaged_shards, data, distribution, eval_preprocessing,
-                        label_offsets, labels, model_checks, model_info, records, serving,
-                        shard_listing, validation)
-from alexnet_tf.per_class import PerClassTop1, format_rows
+import alexnet_tf.model.layers  # noqa: F401  (registers the custom layers for load_model)
+from alexnet_tf import labels
+from alexnet_tf.data import (augment, damaged_shards, eval_preprocessing, label_offsets, records,
+                             shard_listing, validation)
+from alexnet_tf.data import pipeline as data
+from alexnet_tf.export import signatures as serving
+from alexnet_tf.model import model_checks, model_info
+from alexnet_tf.train import distribution
+from alexnet_tf.evaluate.per_class import PerClassTop1, format_rows
 
 flags.DEFINE_string("data_dir", None, "Directory with the converter's shards.")
 flags.DEFINE_string("model", None, "The trained model, e.g. MODEL_DIR/model.keras.")

@@ -11,7 +11,7 @@ import zipfile
 
 import keras
 
-import alexnet_tf.layers  # noqa: F401  (registers the custom layers for load_model)
+import alexnet_tf.model.layers  # noqa: F401  (registers the custom layers for load_model)
 from alexnet_tf import imagenet
 
 

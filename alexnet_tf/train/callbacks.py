@@ -26,8 +26,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from alexnet_tf import plotting, safe_writes, stops
-from alexnet_tf.execution import steps_run
+from alexnet_tf.train import plotting, safe_writes, stops
+from alexnet_tf.train.execution import steps_run
 
 
 class TrainingPreempted(Exception):

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 import keras
 import tensorflow as tf
 
-from alexnet_tf import damaged_shards
-from alexnet_tf.execution import steps_run
+from alexnet_tf.data import damaged_shards
+from alexnet_tf.train.execution import steps_run
 
 
 class TrainingDiverged(Exception):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from alexnet_tf import augment, image_decode, records, validation
+from alexnet_tf.data import augment, image_decode, records, validation
 
 
 def decode_image(
@@ -397,11 +397,11 @@ def build_dataset(
     decoding and augmentation still run every epoch, so training crops stay random.
     `drop_remainder` defaults to `training`, so evaluation sees every record.
     `pad_to_examples` (evaluation) appends zero-weight examples up to that many and yields
-    (images, labels, weights), so that every replica gets whole batches (alexnet_tf/validation.py).
+    (images, labels, weights), so that every replica gets whole batches (alexnet_tf/data/validation.py).
     `crop_region` is where training crops and ten crops lie (`augment.CROP_REGIONS`).
     `eval_function` (evaluation only): JPEG bytes -> the float32 image, or with `ten_crop` the
     [10, S, S, 3] crops, to score, for weights that expect other preprocessing than the
-    paper's (`alexnet_tf.eval_preprocessing`, from the model's model_info.json).
+    paper's (`alexnet_tf.data.eval_preprocessing`, from the model's model_info.json).
 
     `finish_on_device` (training only): yield ((uint8 [B, S, S, 3] crops, float32 [B, 3]
     offsets), labels) and leave the cast and the offset (mean and lighting) to the training

@@ -146,7 +146,7 @@ def pixel_offset(lighting: tf.Tensor | None = None) -> tf.Tensor:
     """The [3] float32 offset `subtract_mean` adds to every pixel: minus the mean, plus `lighting`.
 
     Training computes it per image on the host (from the image's seed) and hands it to the
-    accelerator with the uint8 crop (`alexnet_tf.device_input`), which adds it there.
+    accelerator with the uint8 crop (`alexnet_tf.data.device_input`), which adds it there.
     """
     offset = -tf.constant(imagenet.RGB_MEAN)
     if lighting is not None:

@@ -1,6 +1,6 @@
 """The demo's closing lines, so a run ends saying what happened:
 
-    python -m alexnet_tf.demo_report --work_dir=demo_run
+    python -m alexnet_tf.demo.report --work_dir=demo_run
 
 what the model learned (validation top-1/top-5, read back from the trainer's summary.json and
 the converter's manifest.json, not remembered from the log), where each artifact went, and what

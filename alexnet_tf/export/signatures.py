@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
-from alexnet_tf import data, image_decode, imagenet
+from alexnet_tf import imagenet
 from alexnet_tf import labels as labels_module
+from alexnet_tf.data import image_decode
+from alexnet_tf.data import pipeline as data
 
 if TYPE_CHECKING:  # predict.py imports this module and should not pay for importing Keras.
     import keras

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from alexnet_tf import image_headers as headers
+from alexnet_tf.data import image_headers as headers
 
 # Every photograph a camera or phone takes passes: 45.7 MP full-frame bodies (Nikon D850/Z8,
 # 8256x5504), 48 and 50 MP phone sensors at full resolution (8064x6048, 8160x6120). Above that

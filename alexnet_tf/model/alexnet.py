@@ -8,8 +8,8 @@ Reference:
     https://arxiv.org/abs/1404.5997) (Krizhevsky, 2014), in the layout of torchvision's
     `alexnet`: variant="single".
 
-Importing this module imports `alexnet_tf.layers`, which registers the custom layers with
-Keras: after `import alexnet_tf.model` (or `import alexnet_tf.layers`),
+Importing this module imports `alexnet_tf.model.layers`, which registers the custom layers with
+Keras: after `import alexnet_tf.model` (or `import alexnet_tf.model.layers`),
 `keras.saving.load_model("model.keras")` works.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import keras
 
-from alexnet_tf.layers import (
+from alexnet_tf.model.layers import (
     GROUPED_CONV_IMPLEMENTATIONS,
     LRN_SETTINGS,
     GroupedConv2D,
@@ -96,7 +96,7 @@ def build_alexnet(
         kernel (not the biases). The paper's update rule (section 5) uses 0.0005 * w, the
         gradient of 0.00025 * sum(w**2), so the paper's value is 2.5e-4.
       grouped_conv: how "paper" computes its grouped layers; "towers", "native" or "auto"
-        (see `alexnet_tf.layers.GroupedConv2D`). The weights are the same either way.
+        (see `alexnet_tf.model.layers.GroupedConv2D`). The weights are the same either way.
       input_normalization: (scale, offset), three numbers each: a first layer
         "input_normalization" computing images * scale + offset per channel, for weights
         trained on other pixels (torchvision's mean/std, see `alexnet_tf.import_weights`).
@@ -104,7 +104,7 @@ def build_alexnet(
         pixel space. Not with initialization="he", which has its own input scale.
       lrn: "paper" (k=2, alpha=1e-4, as printed in section 3.3) or "caffe" (k=1, alpha=1e-4/5:
         cuda-convnet's and Caffe's arithmetic for the same written values, see
-        `alexnet_tf.layers.LRN_SETTINGS`). "single" has no LRN and ignores it.
+        `alexnet_tf.model.layers.LRN_SETTINGS`). "single" has no LRN and ignores it.
 
     Returns:
       A functional model with input "images" [batch, image_size, image_size, 3] float32 and

@@ -95,7 +95,7 @@ def for_network(
     network, image_size: int, preprocessing: dict | None = None
 ) -> dict[str, Any]:
     """The record of a `build_alexnet` network; "paper" preprocessing unless told otherwise."""
-    from alexnet_tf import model
+    from alexnet_tf.model import alexnet as model
 
     variant = "paper" if network.name == "alexnet" else "single"
     return make_info(

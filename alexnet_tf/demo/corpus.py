@@ -1,6 +1,6 @@
 """A small ImageNet-shaped corpus drawn on the spot, to run the whole flow without ImageNet.
 
-    python -m alexnet_tf.demo_data --output_dir=RAW [--images_per_class=300]
+    python -m alexnet_tf.demo.corpus --output_dir=RAW [--images_per_class=300]
         [--validation_per_class=50] [--seed=0]
 
 writes the EXTRACTED ImageNet layout that the converter reads, for the ten Imagenette classes

@@ -1,0 +1,10 @@
+"""`python -m alexnet_tf.evaluate --data_dir=RECORDS --model=RUN/model.keras`: runs `evaluator.main`."""
+
+from absl import app, flags
+
+from alexnet_tf.evaluate import evaluator
+
+flags.adopt_module_key_flags(evaluator)  # `--help` lists the evaluator's flags.
+
+if __name__ == "__main__":
+    app.run(evaluator.main)

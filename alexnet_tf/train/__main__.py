@@ -1,0 +1,10 @@
+"""`python -m alexnet_tf.train --flagfile=configs/NAME.cfg`: runs `trainer.main`."""
+
+from absl import app, flags
+
+from alexnet_tf.train import trainer
+
+flags.adopt_module_key_flags(trainer)  # `--help` lists the trainer's flags, not just this file's.
+
+if __name__ == "__main__":
+    app.run(trainer.main)
