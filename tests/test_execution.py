@@ -174,3 +174,79 @@ def test_progress_off_a_terminal_is_plain_lines_of_real_steps(capsys):
     assert "\x1b" not in shown and "\r" not in shown and "\b" not in shown, repr(shown)
     # Calls of 2, 2 and 1 steps: a line after each of the first two, Keras's at the end.
     assert [line.split(" ")[0] for line in shown.splitlines()] == ["2/5", "4/5", "5/5"], shown
+
+
+class _StepsRun(keras.callbacks.Callback):
+    """Steps each fit really ran, counted from the calls' ends."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+        self._epoch_steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._epoch_steps = execution.steps_run(self, batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.total += self._epoch_steps
+
+
+def _float16_model_that_skips_its_first_steps() -> keras.Model:
+    """mixed_float16 with a loss scale of 2**40: the float16 gradients overflow, so the first
+    ~25 steps are skipped (the scale halves each time), as dynamic scaling does now and then."""
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(
+            2, kernel_initializer=keras.initializers.Ones())])
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05),
+                                                    initial_scale=2.0**40)
+    model.compile(optimizer, "mse", steps_per_execution=3)
+    return model
+
+
+def test_train_steps_count_float16_steps_skipped_for_overflow_and_a_resume_goes_on_from_there():
+    model = _float16_model_that_skips_its_first_steps()
+    count, ran = execution.StepCount(), _StepsRun()
+    model.fit(_stream(), epochs=10, steps_per_epoch=10, verbose=0,
+              callbacks=[execution.ExactStepsPerExecution(30, count), ran])
+    applied = int(model.optimizer.iterations.numpy())
+    assert (count.taken, ran.total) == (30, 30)
+    assert 0 < applied < 30, applied  # steps were skipped: the optimizer's count says less
+    # The resumed run, to --train_steps=40, takes 10 more steps, not 40 - `applied`.
+    resumed_ran = _StepsRun()
+    model.fit(_stream().skip(30), epochs=10, initial_epoch=3, steps_per_epoch=10, verbose=0,
+              callbacks=[execution.ExactStepsPerExecution(40, count), resumed_ran])
+    assert (count.taken, resumed_ran.total) == (40, 10)
+
+
+def test_a_fit_asked_for_when_train_steps_are_taken_already_is_refused():
+    model = _model(2)
+    _fit(model, _stream(), epochs=2, steps_per_epoch=5)
+    with pytest.raises(ValueError, match="--train_steps=5 steps are taken already"):
+        model.fit(_stream(), epochs=3, initial_epoch=2, steps_per_epoch=5, verbose=0,
+                  callbacks=[execution.ExactStepsPerExecution(5, execution.StepCount(5))])
+    assert int(model.optimizer.iterations.numpy()) == 10  # no step taken past them
+
+
+def test_the_step_count_travels_in_the_checkpoint(tmp_path):
+    model = _float16_model_that_skips_its_first_steps()
+    checkpoint = callbacks.TrainingCheckpoint(str(tmp_path), model=model, optimizer=model.optimizer,
+                                              schedule=schedules.PlateauSchedule(0.05))
+    count = checkpoint.restored_step_count()
+    assert count.taken == 0
+    model.fit(_stream(), epochs=1, steps_per_epoch=12, verbose=0,
+              callbacks=[execution.ExactStepsPerExecution(None, count)])
+    checkpoint.save(completed_epochs=1)
+    restored_model = _float16_model_that_skips_its_first_steps()
+    restored_model.optimizer.build(restored_model.trainable_variables)
+    restored = callbacks.TrainingCheckpoint(str(tmp_path), model=restored_model,
+                                            optimizer=restored_model.optimizer,
+                                            schedule=schedules.PlateauSchedule(0.05))
+    restored.restore_latest()
+    assert restored.restored_step_count().taken == 12
+    assert int(restored_model.optimizer.iterations.numpy()) < 12

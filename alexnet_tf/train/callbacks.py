@@ -27,7 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from alexnet_tf.train import plotting, safe_writes, stops
-from alexnet_tf.train.execution import steps_run
+from alexnet_tf.train.execution import StepCount, steps_run
 
 
 class TrainingPreempted(Exception):
@@ -50,6 +50,9 @@ class TrainingCheckpoint:
         self.run_flags = tf.Variable("{}", dtype=tf.string, trainable=False)
         self.steps_into_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.partial_epoch_logs = tf.Variable("{}", dtype=tf.string, trainable=False)
+        # execution.StepCount's value; -1 in a checkpoint saved before it was kept.
+        self.steps_taken = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.step_count = None
         self._checkpoint = tf.train.Checkpoint(
             model=model,
             optimizer=optimizer,
@@ -58,6 +61,7 @@ class TrainingCheckpoint:
             steps_into_epoch=self.steps_into_epoch,
             partial_epoch_logs=self.partial_epoch_logs,
             run_flags=self.run_flags,
+            steps_taken=self.steps_taken,
             # Dropout's seed generators: without them a resumed run draws other masks.
             random_state=random_state_variables(model),
         )
@@ -77,9 +81,22 @@ class TrainingCheckpoint:
             self._checkpoint.restore(path).assert_existing_objects_matched()
         return path
 
+    def restored_step_count(self) -> StepCount:
+        """The run's step count as restored (0 when starting afresh); saved with each checkpoint.
+
+        A checkpoint from before the count was kept falls back on the optimizer's iterations,
+        which is exact unless that run skipped float16 steps."""
+        taken = int(self.steps_taken.numpy())
+        if taken < 0:
+            taken = int(self._optimizer.iterations.numpy())
+        self.step_count = StepCount(taken)
+        return self.step_count
+
     def save(
         self, *, completed_epochs: int, steps_into_epoch: int = 0, partial_logs: dict | None = None
     ) -> str:
+        if self.step_count is not None:
+            self.steps_taken.assign(self.step_count.taken)
         self.completed_epochs.assign(completed_epochs)
         self.steps_into_epoch.assign(steps_into_epoch)
         self.partial_epoch_logs.assign(json.dumps(partial_logs or {}))
@@ -375,11 +392,13 @@ class Progress(keras.callbacks.ProgbarLogger):
     """
 
     def __init__(self, train_steps: int | None = None, *, terminal: bool,
+                 step_count: StepCount | None = None,
                  plain_every_seconds: float = 30.0):
         super().__init__()
         self.train_steps = train_steps
         self.terminal = terminal
         self.plain_every_seconds = plain_every_seconds
+        self.step_count = step_count
         self.steps_per_epoch = None
         self._plain_lines = False
         self._epoch_started = self._last_plain_line = 0.0
@@ -394,7 +413,9 @@ class Progress(keras.callbacks.ProgbarLogger):
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.train_steps and self.steps_per_epoch:
-            left = self.train_steps - int(self.model.optimizer.iterations.numpy())
+            taken = (self.step_count.taken if self.step_count is not None
+                     else int(self.model.optimizer.iterations.numpy()))
+            left = self.train_steps - taken
             self.target = max(1, min(self.steps_per_epoch, left))
         super().on_epoch_begin(epoch, logs)
         self._epoch_started = self._last_plain_line = time.monotonic()

@@ -32,6 +32,21 @@ def steps_run(callback: keras.callbacks.Callback, batch: int) -> int:
     return batch + 1 if steps is None else min(batch + 1, steps)
 
 
+class StepCount:
+    """Training steps the run has taken in all, resumes included: the one count that --train_steps,
+    the progress bar and summary.json's steps_completed read.
+
+    Counted on the host, one add per call, and saved in each checkpoint (`TrainingCheckpoint`).
+    Not `optimizer.iterations`: under mixed_float16 Keras 3.15's LossScaleOptimizer answers with
+    its inner optimizer's count, which a step skipped for overflow never advances (read in
+    keras/src/optimizers/loss_scale_optimizer.py), so a resumed run counted from it would
+    overshoot --train_steps by every skip so far.
+    """
+
+    def __init__(self, taken: int = 0):
+        self.taken = taken
+
+
 class ExactStepsPerExecution(keras.callbacks.Callback):
     """Runs up to the model's `steps_per_execution` steps per call, never past the epoch's end
     or `train_steps`.
@@ -42,13 +57,14 @@ class ExactStepsPerExecution(keras.callbacks.Callback):
     length, so they all see its last step as the last).
     """
 
-    def __init__(self, train_steps: int | None = None):
+    def __init__(self, train_steps: int | None = None, step_count: StepCount | None = None):
         super().__init__()
         self.train_steps = train_steps
+        # Without a count handed over (a fresh run in tests), the optimizer's at the first fit.
+        self.step_count = step_count
         self.steps_per_execution = 1
         self._steps_per_epoch = None
         self._position = 0
-        self._total = 0
         self._several_steps = None
 
     def on_train_begin(self, logs=None):
@@ -57,7 +73,11 @@ class ExactStepsPerExecution(keras.callbacks.Callback):
             raise ValueError("ExactStepsPerExecution needs fit(steps_per_epoch=...)")
         # Keras's epoch loop already makes ceil(steps / K) calls for this K.
         self.steps_per_execution = self.model.steps_per_execution
-        self._total = int(self.model.optimizer.iterations.numpy())  # once per fit
+        if self.step_count is None:
+            self.step_count = StepCount(int(self.model.optimizer.iterations.numpy()))
+        if self.train_steps and self.step_count.taken >= self.train_steps:
+            raise ValueError(f"--train_steps={self.train_steps} steps are taken already "
+                             f"({self.step_count.taken}); fit must not be called")
         if self._several_steps is None:
             self._several_steps = _several_steps_function(self.model)
         self.model.train_function = self._run
@@ -66,14 +86,15 @@ class ExactStepsPerExecution(keras.callbacks.Callback):
         self._position = 0
 
     def _run(self, iterator):
+        # At least 1: Keras calls only while the epoch has steps left, and training stops
+        # (below) at the call that reaches --train_steps.
         count = min(self.steps_per_execution, self._steps_per_epoch - self._position)
         if self.train_steps:
-            count = min(count, self.train_steps - self._total)
-        count = max(count, 1)
+            count = min(count, self.train_steps - self.step_count.taken)
         outputs = self._several_steps(iterator, tf.constant(count, tf.int32))
         self._position += count
-        self._total += count
-        if self.train_steps and self._total >= self.train_steps:
+        self.step_count.taken += count
+        if self.train_steps and self.step_count.taken >= self.train_steps:
             logging.info("--train_steps=%d reached", self.train_steps)
             self.params["steps"] = self._position
             self.model.stop_training = True

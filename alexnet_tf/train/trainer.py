@@ -513,6 +513,7 @@ def train() -> dict:
     if restored:
         logging.info("Resuming from %s: %d epochs done, %d steps into the next", restored,
                      first_epoch, steps_done)
+    step_count = checkpoint.restored_step_count()
     history_path = os.path.join(FLAGS.model_dir, "history.json")
     history = callbacks.load_history(history_path, first_epoch)
     epochs = callbacks.epochs_for_steps(FLAGS.train_steps, steps_per_epoch, FLAGS.epochs)
@@ -524,7 +525,7 @@ def train() -> dict:
         # First: it must stop a diverged step before any callback below saves it.
         stops.StopOnNonFinite(lambda: float(network.optimizer.learning_rate.numpy()),
                               first_step=steps_done),
-        execution.ExactStepsPerExecution(FLAGS.train_steps),
+        execution.ExactStepsPerExecution(FLAGS.train_steps, step_count),
         throughput,
         callbacks.LearningRateFromSchedule(schedule),
         callbacks.SaveEachEpoch(
@@ -537,7 +538,8 @@ def train() -> dict:
             any_worker=distribution.any_worker(strategy),
             check_every=FLAGS.preemption_check_steps if distribution.worker_count() > 1 else 1),
     ]
-    callback_list.append(callbacks.Progress(FLAGS.train_steps, terminal=sys.stdout.isatty()))
+    callback_list.append(callbacks.Progress(FLAGS.train_steps, terminal=sys.stdout.isatty(),
+                                            step_count=step_count))
     callback_list.append(_SPLIT_BEING_READ)
     if chief and importlib.util.find_spec("tensorboard"):
         callback_list.append(keras.callbacks.TensorBoard(os.path.join(FLAGS.model_dir, "logs")))
@@ -551,23 +553,27 @@ def train() -> dict:
     # exactly one pass by design (the training set repeats, so it cannot run out).
     warnings.filterwarnings("ignore", message="Your input ran out of data")
 
-    if first_epoch >= epochs:
+    if FLAGS.train_steps and step_count.taken >= FLAGS.train_steps:
+        logging.info("--train_steps=%d steps are taken already; rewriting the outputs",
+                     FLAGS.train_steps)
+    elif first_epoch >= epochs:
         logging.info("All %d epochs are done already; rewriting the outputs", epochs)
-    elif steps_done:
-        # Finish the epoch a preemption interrupted with its remaining steps only.
-        network.fit(training_data(first_epoch, steps_done), initial_epoch=first_epoch,
-                    epochs=first_epoch + 1,
-                    steps_per_epoch=max(steps_per_epoch - steps_done, 1), **fit)
-        first_epoch += 1
-    if first_epoch < epochs and not network.stop_training:
-        network.fit(training_data(first_epoch, 0), initial_epoch=first_epoch, epochs=epochs,
-                    steps_per_epoch=steps_per_epoch, **fit)
+    else:
+        if steps_done:
+            # Finish the epoch a preemption interrupted with its remaining steps only.
+            network.fit(training_data(first_epoch, steps_done), initial_epoch=first_epoch,
+                        epochs=first_epoch + 1,
+                        steps_per_epoch=max(steps_per_epoch - steps_done, 1), **fit)
+            first_epoch += 1
+        if first_epoch < epochs and not network.stop_training:
+            network.fit(training_data(first_epoch, 0), initial_epoch=first_epoch, epochs=epochs,
+                        steps_per_epoch=steps_per_epoch, **fit)
 
     last = history[-1] if history else {}
     rates = [r["images_per_second"] for r in history if "images_per_second" in r]
     summary = {
         "epochs_completed": len(history),
-        "steps_completed": int(network.optimizer.iterations.numpy()),
+        "steps_completed": step_count.taken,
         "train": final_metrics(last, ""),
         "validation": final_metrics(last, "val_") if FLAGS.validation else None,
         "best_validation": run_summary.best_validation(history),
