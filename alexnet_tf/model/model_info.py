@@ -31,7 +31,7 @@ FORMAT_VERSION = 1
 # "paper" may also say "records_resize": {"shorter_side": S, "center_crop": bool,
 #   "jpeg_quality": Q} when the model trained on records the converter made with
 #   --resize_shorter_side=S [--center_crop] --jpeg_quality=Q: images are first scaled and
-#   stored as the converter did (antialiased Lanczos, 8 bits, JPEG at Q; records_resize.py),
+#   stored as the converter did (antialiased Lanczos, 8 bits, JPEG at Q; data/records_resize.py),
 #   so served pixels look like the trained ones.
 PREPROCESSING_NAMES = ("paper", "torchvision")
 RECORDS_RESIZE = "records_resize"

@@ -261,7 +261,7 @@ def synthetic_dataset(context: tf.distribute.InputContext, *, steps: int) -> tf.
         return tf.data.Dataset.from_tensors((images, labels)).repeat()
     # Validation: weighted, with an unknown batch length like the real validation set's, so
     # tf.distribute's end-of-data step hands each replica an empty batch, not a full-size
-    # dummy whose examples the metrics would count (validation.py).
+    # dummy whose examples the metrics would count (data/validation.py).
     examples = tf.data.Dataset.from_tensor_slices((images, labels, tf.ones([batch])))
     return examples.repeat(distribution.batches_per_pipeline(context, steps)).batch(batch)
 
@@ -344,7 +344,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
 
     def validation_fn(context):
         # Padded to whole global batches with zero-weight examples: every image once, on any
-        # number of replicas and workers (validation.py).
+        # number of replicas and workers (data/validation.py).
         dataset = data.build_dataset(
             shards["validation"], training=False,
             batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
@@ -399,7 +399,7 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             # `loss` holds the L2 term too (Keras adds model.losses, in test_step as well);
             # cross_entropy alone is what papers report and what chance level (ln C) bounds.
-            # Weighted: validation's padding examples weigh 0 (validation.py).
+            # Weighted: validation's padding examples weigh 0 (data/validation.py).
             weighted_metrics=[
                 keras.metrics.SparseCategoricalCrossentropy(from_logits=True,
                                                             name="cross_entropy"),
