@@ -15,6 +15,7 @@ from PIL import Image
 
 from alexnet_tf import imagenet
 from alexnet_tf.data import augment, device_input
+from alexnet_tf.train import steps
 from alexnet_tf.data import pipeline as data
 from tests.record_fixtures import write_image_records
 
@@ -111,10 +112,10 @@ def _tiny_trained_weights(dataset, finish_in_step: bool):
     network = keras.Sequential([
         keras.Input((8, 8, 3), name="images"), keras.layers.Flatten(),
         keras.layers.Dense(4, kernel_initializer=keras.initializers.GlorotNormal(1))])
+    if finish_in_step:  # the trainer's step; else Keras's own, fed float images
+        network = steps.TrainingModel(network)
     network.compile(keras.optimizers.SGD(1e-4, momentum=0.9),
                     keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    if finish_in_step:
-        device_input.finish_in_train_step(network, 8)
     network.fit(dataset, epochs=1, steps_per_epoch=4, verbose=0)
     return network
 

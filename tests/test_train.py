@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import imagenet  # layers: load model.keras
-from alexnet_tf.model import layers
+from alexnet_tf import imagenet
+from alexnet_tf.model import layers  # registers the custom layers: load model.keras
 from alexnet_tf.train import callbacks, schedules
 from tests.record_fixtures import write_records
 
@@ -554,7 +554,7 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from alexnet_tf.train import distribution
+from alexnet_tf.train import distribution, steps
 strategy = distribution.select_strategy(num_cpu_replicas=2)
 rng = np.random.default_rng(0)
 images = rng.normal(size=(64, 5)).astype("float32")
@@ -566,11 +566,11 @@ def train(per_replica_xla):
             keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(0.01),
                                kernel_initializer=keras.initializers.GlorotNormal(1)),
             keras.layers.Dense(3, kernel_initializer=keras.initializers.GlorotNormal(2))])
+        if per_replica_xla:  # else Keras's own step, the reference
+            network = steps.TrainingModel(network, xla_per_replica=True)
         network.compile(keras.optimizers.SGD(0.1, momentum=0.9),
                         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                         metrics=["accuracy"], jit_compile=False)
-        if per_replica_xla:
-            distribution.compile_replica_step_with_xla(network)
     dataset = strategy.distribute_datasets_from_function(
         lambda context: tf.data.Dataset.from_tensor_slices((images, labels)).batch(
             context.get_per_replica_batch_size(16)))

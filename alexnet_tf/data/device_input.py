@@ -14,7 +14,6 @@ the model's input contract, float32 mean-subtracted pixels ("images" [batch, S, 
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 
@@ -40,35 +39,3 @@ def is_deferred(inputs) -> bool:
 def finish_batch(inputs, labels):
     """A dataset map that does on the host what the training step does on the device."""
     return (to_model_input(*inputs) if is_deferred(inputs) else inputs), labels
-
-
-def finish_in_train_step(model: keras.Model, image_size: int) -> None:
-    """Makes `model.fit` accept (uint8 crops, offsets) batches and finish them in the step.
-
-    Wraps whatever `train_step` the model has by then (Keras's, the per-replica XLA step of
-    `distribution.compile_replica_step_with_xla`, the multi-worker one), so call it last.
-    Batches of float images (synthetic data) pass through unchanged. The wrapper is an
-    attribute of this Python object only: `model.save` writes the same model as before.
-    """
-    step = model.train_step
-
-    def train_step(data):
-        inputs, labels = data[0], data[1]
-        if is_deferred(inputs):
-            inputs = to_model_input(*inputs)
-        return step((inputs, labels))
-
-    model.train_step = train_step
-    if getattr(model, "_distribute_strategy", None) is not None and (
-            "_maybe_symbolic_build" not in vars(model)):
-        # Under a strategy Keras builds the metrics from the first batch it reads, by calling
-        # the model on it; a (crops, offsets) pair is not the model's input. Build from the
-        # model's own input signature instead.
-        spec = (tf.TensorSpec([None, image_size, image_size, 3], tf.float32),
-                tf.TensorSpec([None], tf.int32))
-
-        def build_from_spec(iterator=None, data_batch=None):
-            with model.distribute_strategy.scope():
-                model._symbolic_build(data_batch=spec)
-
-        model._maybe_symbolic_build = build_from_spec

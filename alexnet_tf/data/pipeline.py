@@ -405,7 +405,7 @@ def build_dataset(
 
     `finish_on_device` (training only): yield ((uint8 [B, S, S, 3] crops, float32 [B, 3]
     offsets), labels) and leave the cast and the offset (mean and lighting) to the training
-    step (`device_input.finish_in_train_step`): a quarter of the bytes per batch, and less
+    step (train/steps.py): a quarter of the bytes per batch, and less
     work per image on the host. Same values once finished (`device_input.to_model_input`).
     """
     if crop_region not in augment.CROP_REGIONS:

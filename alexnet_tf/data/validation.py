@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-import types
 
-import keras
 import tensorflow as tf
 from absl import logging
 
@@ -75,33 +73,3 @@ def pad_with_weightless(dataset: tf.data.Dataset, examples: int) -> tf.data.Data
         tf.zeros(image_spec.shape, image_spec.dtype), tf.zeros(label_spec.shape, label_spec.dtype),
         tf.constant(0.0))).repeat()
     return weighted.concatenate(padding).take(examples)
-
-
-def weight_loss_by_examples(model: keras.Model) -> None:
-    """Makes `evaluate` (and fit's validation) track the loss as a mean over real examples.
-
-    Keras's `test_step` averages each batch's loss over its length, padding included, and
-    weights that mean by the batch length, so padded examples would dilute `val_loss`. Here
-    the sample weights are rescaled to sum to the batch length, which makes the compiled
-    loss the mean over the weighted examples (plus the regularisation terms), and the loss
-    tracker is weighted by the real examples in the batch. The metrics take the weights as
-    they are, so compile them as `weighted_metrics` (Keras ignores sample weights in plain
-    `metrics`). Batches without weights are scored as Keras would. Call after `compile`.
-    """
-    keras_test_step = model.test_step
-
-    def test_step(self, data):
-        images, labels, weights = keras.utils.unpack_x_y_sample_weight(data)
-        if weights is None:
-            return keras_test_step(data)
-        predictions = self(images, training=False)
-        real_examples = tf.reduce_sum(weights)
-        batch_length = tf.cast(tf.shape(weights)[0], weights.dtype)
-        loss = self._compute_loss(
-            x=images, y=labels, y_pred=predictions, training=False,
-            sample_weight=tf.math.divide_no_nan(weights * batch_length, real_examples))
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        self._loss_tracker.update_state(loss * replicas, sample_weight=real_examples)
-        return self.compute_metrics(images, labels, predictions, sample_weight=weights)
-
-    model.test_step = types.MethodType(test_step, model)

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import types
 from collections.abc import Callable
 
-import keras
 import tensorflow as tf
 
 MIXED_PRECISION_CHOICES = ("auto", "none", "mixed_float16", "mixed_bfloat16")
@@ -207,66 +205,3 @@ def choose_mixed_precision(requested: str) -> tuple[str, str]:
     if cpu_has_bfloat16():
         return "mixed_bfloat16", "no GPU; the CPU has amx_bf16/avx512_bf16"
     return "float32", "no GPU and no bfloat16 instructions on the CPU"
-
-
-def compile_replica_step_with_xla(model: keras.Model) -> None:
-    """Makes `model.fit` XLA-compile each replica's forward and backward pass.
-
-    Keras compiles the whole step, `strategy.run` included, when `jit_compile=True`; under a
-    multi-replica MirroredStrategy that fails ("Trying to access resource ... located in
-    device CPU:1 from device CPU:0") because one XLA cluster cannot span devices, which is
-    why Keras's `jit_compile="auto"` turns XLA off under any strategy. Compiling inside the
-    replica instead, and leaving the gradient all-reduce and the optimizer update outside,
-    gives each device its own XLA program. Call after `compile(jit_compile=False)`.
-    """
-    strategy = model.distribute_strategy
-
-    def train_step(self, data):
-        images, labels = data
-
-        @tf.function(jit_compile=True)
-        def forward_and_backward(images, labels):
-            with tf.GradientTape() as tape:
-                logits = self(images, training=True)
-                # Divided by the replica count under a strategy, so the all-reduced SUM of
-                # the gradients is the gradient of the global-batch mean.
-                loss = self.compute_loss(x=images, y=labels, y_pred=logits, training=True)
-                scaled_loss = self.optimizer.scale_loss(loss)  # mixed_float16's loss scale
-            return logits, loss, tape.gradient(scaled_loss, self.trainable_weights)
-
-        logits, loss, gradients = forward_and_backward(images, labels)
-        self._loss_tracker.update_state(
-            loss * strategy.num_replicas_in_sync, sample_weight=tf.shape(images)[0]
-        )
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
-        return self.compute_metrics(images, labels, logits, sample_weight=None)
-
-    model.train_step = types.MethodType(train_step, model)
-
-
-def fit_under_multi_worker(model: keras.Model, input_spec: tuple) -> None:
-    """Lets Keras 3.15's `fit` and `evaluate` run under MultiWorkerMirroredStrategy.
-
-    Two places in Keras's TensorFlow trainer fail there (keras-team/keras#20585):
-      - before the first step it takes a batch from the iterator and averages it over the
-        replicas with `strategy.reduce(MEAN, axis=None)`, only to learn the input shapes,
-        which multi-worker collectives refuse ("Attempt to convert a value (PerReplica...");
-        here the model is built from `input_spec`, the shapes the pipeline declares;
-      - after every step it averages the metrics with `strategy.reduce(MEAN, axis=0)`, an
-        axis that scalars lack; here each step returns its metrics as [1] vectors, whose
-        mean over axis 0 of all replicas is the cross-worker mean Keras meant.
-    Call after `compile` (and after `compile_replica_step_with_xla`).
-    """
-
-    def build_from_spec(self, iterator=None, data_batch=None):
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=input_spec)
-
-    model._maybe_symbolic_build = types.MethodType(build_from_spec, model)
-    for name in ("train_step", "test_step"):
-        step = getattr(model, name)
-
-        def step_with_vector_metrics(data, step=step):
-            return {key: tf.reshape(value, [1]) for key, value in step(data).items()}
-
-        setattr(model, name, step_with_vector_metrics)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 from absl import logging
-from keras.src.backend.tensorflow.trainer import reduce_per_replica
+
+from alexnet_tf.train import keras_internals
 
 
 def steps_run(callback: keras.callbacks.Callback, batch: int) -> int:
@@ -112,7 +113,7 @@ def _several_steps_function(model: keras.Model):
     @tf.function(jit_compile=bool(model.jit_compile), reduce_retracing=True)
     def one_step(data):
         outputs = strategy.run(model.train_step, args=(data,))
-        return reduce_per_replica(outputs, strategy, reduction="auto")
+        return keras_internals.reduce_per_replica(outputs, strategy)
 
     @tf.function(reduce_retracing=True)
     def several_steps(iterator, count):

@@ -33,14 +33,14 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from alexnet_tf import imagenet, labels, run_lock
-from alexnet_tf.data import (augment, damaged_shards, device_input, label_offsets, records,
+from alexnet_tf.data import (augment, damaged_shards, label_offsets, records,
                              shard_listing, validation)
 from alexnet_tf.data import pipeline as data
 from alexnet_tf.model import model_info
 from alexnet_tf.model import alexnet as model
 from alexnet_tf.train import (callbacks, class_files, distribution, execution, finetune,
-                              folder_changes, loss_scale, plotting, resume_flags, run_summary,
-                              safe_writes, schedules, small_sets, stops)
+                              folder_changes, keras_internals, loss_scale, plotting, resume_flags,
+                              run_summary, safe_writes, schedules, small_sets, steps, stops)
 
 EXIT_PREEMPTED = 128 + 15  # What a shell reports for a process ended by SIGTERM.
 EXIT_WORKER_LOST = 75  # EX_TEMPFAIL: restart the job and it resumes.
@@ -367,7 +367,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
     return training_data, distribution.distribute(strategy, validation_fn), steps
 
 
-def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
+def build_and_compile(strategy: tf.distribute.Strategy) -> steps.TrainingModel:
     try:
         source = finetune.read_source(FLAGS.init_from) if FLAGS.init_from else None
         architecture = finetune.architecture(
@@ -394,6 +394,10 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
             # Keras would wrap it too, but decide skips per replica (loss_scale.py).
             optimizer = loss_scale.AgreedLossScaleOptimizer(optimizer)
         per_replica_xla = FLAGS.jit_compile and strategy.num_replicas_in_sync > 1
+        # The network with the trainer's steps (steps.py), sharing its variables.
+        network = steps.TrainingModel(
+            network, xla_per_replica=per_replica_xla,
+            multi_worker=isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
         network.compile(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -409,15 +413,6 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> keras.Model:
             jit_compile=FLAGS.jit_compile and not per_replica_xla,
             # Keras's count of calls per epoch; execution.ExactStepsPerExecution runs them.
             steps_per_execution=FLAGS.steps_per_execution)
-        validation.weight_loss_by_examples(network)
-        if per_replica_xla:
-            distribution.compile_replica_step_with_xla(network)
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            size = FLAGS.image_size
-            distribution.fit_under_multi_worker(
-                network, (tf.TensorSpec([None, size, size, 3]), tf.TensorSpec([None], tf.int32)))
-        # Last, around whichever step the lines above chose: uint8 crops -> float on the device.
-        device_input.finish_in_train_step(network, FLAGS.image_size)
         # Slots exist before a restore (mixed_float16 wraps it in a LossScaleOptimizer).
         network.optimizer.build(network.trainable_variables)
     return network
@@ -589,8 +584,11 @@ def train() -> dict:
         "flags": {name: FLAGS[name].value for name in TRAINER_FLAGS},
     }
     if chief:
-        safe_writes.save_model(network, os.path.join(FLAGS.model_dir, "model.keras"))
-        plotting.plot_conv1_filters(network, os.path.join(FLAGS.model_dir,
+        # The plain network: it loads without the trainer's classes, and carries no optimizer
+        # state (resuming reads the checkpoints).
+        saved = network.network()
+        safe_writes.save_model(saved, os.path.join(FLAGS.model_dir, "model.keras"))
+        plotting.plot_conv1_filters(saved, os.path.join(FLAGS.model_dir,
                                                           plotting.CONV1_FILTERS_FILENAME))
         # Records made with --resize_shorter_side: served images are scaled as they were.
         records_options = (read_manifest(FLAGS.data_dir).get("options")
@@ -598,7 +596,7 @@ def train() -> dict:
         preprocessing = model_info.paper_preprocessing(FLAGS.image_size, records_options)
         callbacks.write_json_atomically(
             os.path.join(FLAGS.model_dir, model_info.FILENAME),
-            model_info.for_network(network, FLAGS.image_size, preprocessing))
+            model_info.for_network(saved, FLAGS.image_size, preprocessing))
         callbacks.write_json_atomically(os.path.join(FLAGS.model_dir, "summary.json"), summary)
     else:
         # Its checkpoints only took part in the chief's saves; the last worker out removes
@@ -658,6 +656,11 @@ def main(argv: list[str]) -> None:
     try:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        try:
+            keras_internals.check()
+        except RuntimeError as error:
+            sys.stderr.write(f"Error: {error}\n")
+            sys.exit(1)
         train()
     except app.UsageError as error:
         # One line naming the flag, not absl's usage dump or a TensorFlow traceback.
