@@ -23,7 +23,8 @@ from alexnet_tf.model import model_info
 from tests.record_fixtures import write_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUM_CLASSES = 4
+# More than five classes, so that top-5 can miss and a wrong top-5 shows.
+NUM_CLASSES = 8
 VALIDATION_IMAGES = NUM_CLASSES * 4
 
 
@@ -42,12 +43,13 @@ def printed_accuracies(stdout: str) -> dict:
 def trained(tmp_path_factory):
     """(records dir, model dir) of a short smoke-config run on one device."""
     records = str(tmp_path_factory.mktemp("records"))
-    write_records(records, split="train", num_classes=NUM_CLASSES, images_per_class=16)
+    write_records(records, split="train", num_classes=NUM_CLASSES, images_per_class=8)
     write_records(records, split="validation", num_classes=NUM_CLASSES, images_per_class=4,
                   num_shards=1, seed=1)
     model_dir = str(tmp_path_factory.mktemp("model"))
     result = run_module("alexnet_tf.train", "--flagfile=configs/smoke.cfg", "--epochs=2",
-                        f"--data_dir={records}", f"--model_dir={model_dir}")
+                        f"--num_classes={NUM_CLASSES}", f"--data_dir={records}",
+                        f"--model_dir={model_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     return records, model_dir
 
@@ -78,9 +80,21 @@ def test_ten_crop_scores_every_image(trained):
                         f"--model={model_dir}/model.keras", "--ten_crop", "--batch_size=8")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{VALIDATION_IMAGES} validation images, ten-crop" in result.stdout
+    # What the scores must be, counted here: the softmax averaged over each image's ten crops.
+    network = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    ten_crops = eval_preprocessing.ten_crop_function(None, 67)
+    probabilities, labels = [], []
+    for serialized in tf.data.TFRecordDataset(sorted(glob.glob(f"{records}/validation-*"))):
+        example = tf.io.parse_single_example(serialized, records_module.PARSE_SPEC)
+        logits = network.predict(ten_crops(example[records_module.ENCODED]), verbose=0)
+        probabilities.append(tf.nn.softmax(logits).numpy().mean(axis=0))
+        labels.append(int(example[records_module.LABEL]))
+    ranked = np.argsort(-np.array(probabilities), axis=1)
+    expected = {1: np.mean(ranked[:, 0] == labels),
+                5: np.mean([label in row[:5] for label, row in zip(labels, ranked)])}
     accuracies = printed_accuracies(result.stdout)
-    assert 0.0 <= accuracies[1] <= 1.0
-    assert accuracies[5] == 1.0  # Four classes: every label is in the top five.
+    assert accuracies[1] == pytest.approx(expected[1], abs=1e-4)
+    assert accuracies[5] == pytest.approx(expected[5], abs=1e-4)
     assert re.search(r"top-1 accuracy \d\.\d+  error \d\.\d+", result.stdout)
 
 

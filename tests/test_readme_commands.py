@@ -69,4 +69,9 @@ def test_your_own_images_commands_run_as_shown(tmp_path):
     rows = [line.split(None, 3) for line in outputs["alexnet_tf.evaluate"].splitlines()
             if line[:7].strip().isdigit()]
     assert [(int(row[0]), row[3]) for row in rows] == list(enumerate(CLASSES))
-    assert all(0.0 <= float(row[2]) <= 1.0 and int(row[1]) > 0 for row in rows)
+    # The per-class rows add up to what evaluate printed for the whole set.
+    evaluated = outputs["alexnet_tf.evaluate"]
+    images = int(re.search(r"^(\d+) validation images", evaluated, re.M).group(1))
+    top1 = float(re.search(r"^top-1 accuracy (\d\.\d+)", evaluated, re.M).group(1))
+    assert sum(int(row[1]) for row in rows) == images and all(int(row[1]) > 0 for row in rows)
+    assert sum(int(row[1]) * float(row[2]) for row in rows) / images == pytest.approx(top1, abs=1e-3)

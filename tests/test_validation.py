@@ -174,15 +174,41 @@ def test_two_workers_validate_every_image_once_and_skip_a_float16_overflow_toget
 
 
 def test_synthetic_validation_on_two_replicas_counts_each_example_once(tmp_path):
-    # 4 classes: every label is in the top 5, so top-5 below 1 means miscounted examples.
+    # 10 classes, so top-5 can miss: a dummy batch counted, or a padded one, would move every
+    # metric away from the truth computed here on the very examples the trainer validated on.
+    seed, num_classes = 3, 10
     result = subprocess.run(
         [sys.executable, "-m", "alexnet_tf.train", "--flagfile=configs/smoke.cfg",
          "--use_synthetic_data", "--num_cpu_replicas=2", "--steps_per_epoch=1", "--epochs=1",
-         "--validation_steps=2", f"--model_dir={tmp_path}"],
+         "--validation_steps=2", f"--num_classes={num_classes}", f"--seed={seed}",
+         f"--model_dir={tmp_path}"],
         cwd=REPO_ROOT, env=environment(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "summary.json") as handle:
-        assert json.load(handle)["validation"]["top5_accuracy"] == 1.0
+        summary = json.load(handle)
+    # The trainer's synthetic validation set: one pipeline's batch of global_batch / 2 random
+    # images and labels (seed [--seed, pipeline 0]), repeated; every repeat weighs the same.
+    import keras
+    import tensorflow as tf
+
+    import alexnet_tf.model  # noqa: F401  (registers the custom layers)
+    size = summary["flags"]["image_size"]
+    batch = summary["global_batch_size"] // 2
+    images = 60.0 * tf.random.stateless_normal([batch, size, size, 3], [seed, 0])
+    labels = tf.random.stateless_uniform([batch], [seed, 0], maxval=num_classes, dtype=tf.int32)
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    logits = model.predict(images, verbose=0)
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    truth = {
+        "top1_accuracy": float(np.mean(top5[:, 0] == labels.numpy())),
+        "top5_accuracy": float(np.mean([label in row for label, row in zip(labels.numpy(), top5)])),
+        "cross_entropy": float(np.mean(keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True))),
+    }
+    assert truth["top5_accuracy"] < 1.0  # otherwise top-5 could not tell a miscount
+    validation = summary["validation"]
+    for name, value in truth.items():
+        assert validation[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
 
 
 class FakeGPU:
