@@ -139,7 +139,7 @@ def check_replicas(out_dir: str, data_dirs: list[str]) -> dict:
         network = trainer_network(strategy, weights_path)
         if replicas == 1:
             network.save_weights(weights_path)
-            network.save(os.path.join(out_dir, REFERENCE_MODEL))
+            network.network().save(os.path.join(out_dir, REFERENCE_MODEL))  # as the trainer saves
             results["truth"] = {d: one_batch_of_everything(network, d) for d in data_dirs}
         results["replicas"][replicas] = {
             d: trainer_validation(network, strategy, d) for d in data_dirs}

@@ -59,7 +59,7 @@ def keras_probabilities(model: keras.Model, images) -> np.ndarray:
     return tf.nn.softmax(tf.cast(logits, tf.float32)).numpy()
 
 
-def informative_alexnet(**options) -> keras.Model:
+def informative_alexnet(num_classes: int = NUM_CLASSES, **options) -> keras.Model:
     """A random AlexNet whose probabilities differ from image to image.
 
     He-initialised, its logits on 0..255-scale inputs are in the tens to hundreds and the
@@ -69,7 +69,7 @@ def informative_alexnet(**options) -> keras.Model:
     """
     keras.utils.set_random_seed(0)
     model = build_alexnet(
-        num_classes=NUM_CLASSES, image_size=IMAGE_SIZE, initialization="he", **options
+        num_classes=num_classes, image_size=IMAGE_SIZE, initialization="he", **options
     )
     calibration = np.random.default_rng(0).normal(0, 60, (8, IMAGE_SIZE, IMAGE_SIZE, 3))
     logits = model(calibration.astype(np.float32), training=False).numpy().astype(np.float32)

@@ -35,6 +35,15 @@ def test_a_keras_without_one_of_them_is_named_in_one_line(monkeypatch, owner, at
         keras_internals.check()
 
 
+def test_a_fit_that_no_longer_calls_train_function_is_named(monkeypatch):
+    def fit(self, *args, **kwargs):  # a loop that runs its own function
+        return self.some_other_function(args)
+
+    monkeypatch.setattr(tensorflow_trainer.TensorFlowTrainer, "fit", fit)
+    with pytest.raises(RuntimeError, match="train_function"):
+        keras_internals.check()
+
+
 SIMULATED_UPGRADE = """
 import sys
 import keras.src.backend.tensorflow.trainer as trainer

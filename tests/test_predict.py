@@ -18,6 +18,7 @@ from PIL import Image
 from alexnet_tf import imagenet, predict
 from alexnet_tf.export import exporter as export
 from alexnet_tf.model import build_alexnet
+from tests.test_export import informative_alexnet
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RANKED_LINE = re.compile(r"^  ([1-5])\. +(\d+\.\d\d)%  (n\d{8})  (.+)$")
@@ -33,11 +34,10 @@ def run_predict(*args: str, cwd: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def export_base(tmp_path_factory) -> str:
-    """Two versions of a 1000-class model, so the CLI has to pick the highest."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    model = build_alexnet(num_classes=1000, image_size=67)
+    """Two versions of a 1000-class model, so the CLI has to pick the highest. Its answers
+    differ from image to image (`informative_alexnet`), so an answer given for the wrong image
+    shows."""
+    model = informative_alexnet(num_classes=1000)
     base = str(tmp_path_factory.mktemp("serving") / "alexnet")
     export.export_model(model, base)
     export.export_model(model, base)
@@ -90,6 +90,9 @@ def test_prints_the_top5_synsets_with_names_and_probabilities(export_base, image
         synsets, scores = served_top5(os.path.join(images, image_name))
         assert [match.group(3) for match in matches] == synsets
         np.testing.assert_allclose(percentages, 100 * scores, atol=0.006)
+    # The two images get different answers, so the blocks above could not be swapped.
+    assert (served_top5(os.path.join(images, "photo.jpg"))[0]
+            != served_top5(os.path.join(images, "logo.png"))[0])
 
 
 def test_json_output_parses_and_reports_each_bad_file(export_base, images, served_top5):

@@ -16,7 +16,11 @@ try:
 except ImportError:  # running from a checkout that was not pip-installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from alexnet_tf.convert import cli
+from absl import flags  # noqa: E402
+
+from alexnet_tf.convert import cli  # noqa: E402
+
+flags.adopt_module_key_flags(cli)  # `--help` lists the converter's flags, not just this file's.
 
 if __name__ == "__main__":
     cli.run()

@@ -1,12 +1,14 @@
 """The private Keras API the trainer still needs, in one place, each use with where it was read.
 
 Everything else in the package uses what Keras documents (`train_step`, `test_step`,
-`compute_loss`, `compute_metrics`, callbacks). These four do not have a public form in Keras 3:
+`compute_loss`, `compute_metrics`, callbacks). These do not have a public form in Keras 3:
 
 - `reduce_per_replica` (keras/src/backend/tensorflow/trainer.py): how `fit` reduces a step's
   per-replica logs; `execution.py` runs several steps per call and must reduce as `fit` does.
 - `Trainer._loss_tracker` (keras/src/trainers/trainer.py): the running mean behind the `loss`
   log; a step that weighs its examples (validation padding, XLA per replica) updates it itself.
+- `model.train_function`, which `fit` calls once per call into TensorFlow: a public attribute,
+  but that `fit` calls it and nothing else is read in its source; `execution.py` replaces it.
 - `TensorFlowTrainer._maybe_symbolic_build` / `_symbolic_build` / `_distribute_strategy`
   (overridden and called by `BuildsFromInputSpec`): under a strategy `fit` builds
   the metrics from a first batch it averages over replicas, which a (uint8 crops, offsets) batch
@@ -51,6 +53,9 @@ def check() -> None:
             missing.append(f"TensorFlowTrainer.{name}")
     if "_loss_tracker" not in inspect.getsource(keras.src.trainers.trainer.Trainer.compile):
         missing.append("Trainer._loss_tracker (set in compile)")
+    if model_class is not None and "self.train_function(iterator)" not in inspect.getsource(
+            model_class.fit):
+        missing.append("TensorFlowTrainer.fit calling model.train_function(iterator) per call")
     if missing:
         raise RuntimeError(f"Keras {keras.__version__} changed private API alexnet_tf's trainer "
                            f"relies on: {', '.join(missing)}; {_advice()}")
