@@ -27,23 +27,17 @@ import sys
 import tempfile
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # transfer.py, beside this
 sys.path.insert(0, REPO_ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import transfer  # noqa: E402
 
 
 def link_subset(image_dir: str, split: str, per_class: int, raw_dir: str) -> int:
     """Links the first `per_class` photos (sorted) of each class of IMAGE_DIR/split."""
-    count = 0
-    source = os.path.join(image_dir, split)
-    for class_name in sorted(os.listdir(source)):
-        target = os.path.join(raw_dir, split, class_name)
-        os.makedirs(target, exist_ok=True)
-        for name in sorted(os.listdir(os.path.join(source, class_name)))[:per_class]:
-            link = os.path.join(target, name)
-            if not os.path.lexists(link):
-                os.symlink(os.path.abspath(os.path.join(source, class_name, name)), link)
-            count += 1
-    return count
+    classes = sorted(os.listdir(os.path.join(image_dir, split)))
+    return transfer.link_photos(image_dir, split, classes, per_class, raw_dir)
 
 
 def run(module: str, *flags: str) -> None:
