@@ -206,6 +206,17 @@ def manifest_images(manifest: dict, split: str) -> int | None:
     return None if images is None else int(images)
 
 
+def manifest_classes(manifest: dict, split: str) -> int | None:
+    """How many classes the converter wrote into `split`, None when manifest.json does not say.
+
+    Not --num_classes: ImageNet-labelled records of a few classes train a 1000-way fc8.
+    """
+    info = manifest.get("splits", {}).get(split, {})
+    if "num_classes" in info:
+        return int(info["num_classes"])
+    return len(info["classes"]) if info.get("classes") else None
+
+
 def count_images(manifest: dict, split: str, shards: list[str]) -> int:
     images = manifest_images(manifest, split)
     if images is not None:
@@ -308,7 +319,8 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
         if steps == 0:
             raise app.UsageError(f"--batch_size={FLAGS.batch_size} is more than the "
                                  f"{train_images} training images in --data_dir={data_dir}")
-    warning = (small_sets.from_scratch_warning(train_images, FLAGS.num_classes)
+    trained_classes = manifest_classes(manifest, "train") or FLAGS.num_classes
+    warning = (small_sets.from_scratch_warning(train_images, trained_classes)
                if train_images and not FLAGS.init_from else None)
     if warning:
         logging.warning("%s", warning)
