@@ -20,7 +20,7 @@ from alexnet_tf.data import pipeline as data
 from alexnet_tf.data import records as records_module
 from alexnet_tf.evaluate import evaluator as evaluate
 from alexnet_tf.model import model_info
-from tests.record_fixtures import write_records
+from tests.record_fixtures import class_colour, write_image_records, write_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # More than five classes, so that top-5 can miss and a wrong top-5 shows.
@@ -74,24 +74,57 @@ def test_centre_crop_accuracy_is_the_trainers_validation_accuracy(trained, tmp_p
     assert results["images"] == VALIDATION_IMAGES
 
 
-def test_ten_crop_scores_every_image(trained):
-    records, model_dir = trained
-    result = run_module("alexnet_tf.evaluate", f"--data_dir={records}",
+def write_mosaics(directory: str, count: int, seed: int = 3) -> None:
+    """Validation images the colour-trained model finds hard: a 3x3 grid of class colours, the
+    label one of them. Its crops see different cells (so ten crops differ from the centre one),
+    and the label's rank is spread (so top-5 differs from top-4)."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for _ in range(count):
+        cells = rng.integers(0, NUM_CLASSES, size=(3, 3))
+        height, width = (int(v) for v in rng.integers(80, 141, size=2))
+        rows = np.minimum(np.arange(height) * 3 // height, 2)
+        columns = np.minimum(np.arange(width) * 3 // width, 2)
+        colours = np.array([class_colour(c, NUM_CLASSES) for c in range(NUM_CLASSES)], np.float64)
+        pixels = colours[cells[rows[:, None], columns[None, :]]] + rng.normal(0, 20, (height, width, 3))
+        images.append(np.clip(pixels, 0, 255).astype(np.uint8))
+        labels.append(int(cells.flat[rng.integers(0, 9)]))
+    os.makedirs(directory, exist_ok=True)
+    write_image_records(os.path.join(directory, records_module.shard_name("validation", 0, 1)),
+                        images, labels)
+
+
+def test_ten_crop_scores_every_image(trained, tmp_path):
+    _, model_dir = trained
+    mosaics = str(tmp_path / "mosaics")
+    write_mosaics(mosaics, VALIDATION_IMAGES)
+    result = run_module("alexnet_tf.evaluate", f"--data_dir={mosaics}",
                         f"--model={model_dir}/model.keras", "--ten_crop", "--batch_size=8")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{VALIDATION_IMAGES} validation images, ten-crop" in result.stdout
     # What the scores must be, counted here: the softmax averaged over each image's ten crops.
     network = keras.models.load_model(os.path.join(model_dir, "model.keras"))
     ten_crops = eval_preprocessing.ten_crop_function(None, 67)
-    probabilities, labels = [], []
-    for serialized in tf.data.TFRecordDataset(sorted(glob.glob(f"{records}/validation-*"))):
+    ten_crop, centre, labels = [], [], []
+    for serialized in tf.data.TFRecordDataset(sorted(glob.glob(f"{mosaics}/validation-*"))):
         example = tf.io.parse_single_example(serialized, records_module.PARSE_SPEC)
-        logits = network.predict(ten_crops(example[records_module.ENCODED]), verbose=0)
-        probabilities.append(tf.nn.softmax(logits).numpy().mean(axis=0))
+        crops = ten_crops(example[records_module.ENCODED])
+        probabilities = tf.nn.softmax(network.predict(crops, verbose=0)).numpy()
+        ten_crop.append(probabilities.mean(axis=0))
+        # The centre crop is the one preprocess_for_eval takes.
+        centre.append(tf.nn.softmax(network.predict(
+            data.preprocess_for_eval(example[records_module.ENCODED], 67)[None], verbose=0))[0])
         labels.append(int(example[records_module.LABEL]))
-    ranked = np.argsort(-np.array(probabilities), axis=1)
-    expected = {1: np.mean(ranked[:, 0] == labels),
-                5: np.mean([label in row[:5] for label, row in zip(labels, ranked)])}
+
+    def top_k(probabilities, k):
+        ranked = np.argsort(-np.array(probabilities), axis=1)
+        return float(np.mean([label in row[:k] for label, row in zip(labels, ranked)]))
+
+    expected = {1: top_k(ten_crop, 1), 5: top_k(ten_crop, 5)}
+    # The images are hard enough that a top-4 for top-5, or the centre crop for ten, changes
+    # what is printed; otherwise this test could not see either mistake.
+    assert top_k(ten_crop, 4) != expected[5]
+    assert (top_k(centre, 1), top_k(centre, 5)) != (expected[1], expected[5])
     accuracies = printed_accuracies(result.stdout)
     assert accuracies[1] == pytest.approx(expected[1], abs=1e-4)
     assert accuracies[5] == pytest.approx(expected[5], abs=1e-4)
