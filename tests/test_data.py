@@ -97,18 +97,49 @@ def test_evaluation_sees_every_record_centred_on_the_mean(corpus):
         np.testing.assert_allclose(pixel, class_colour(label, 4), atol=8)
 
 
+def _paper_centre_crop_by_hand(pixels: np.ndarray, size: int) -> np.ndarray:
+    """The paper's evaluation input written out in numpy: shorter side scaled to 256 (bilinear,
+    half-pixel centres, no antialiasing), the central size x size patch, the mean subtracted."""
+    height, width = pixels.shape[:2]
+    scale = np.float32(256) / np.float32(min(height, width))
+    new_height = 256 if height <= width else int(np.round(np.float32(height) * scale))
+    new_width = 256 if width < height else int(np.round(np.float32(width) * scale))
+
+    def sample(out_size: int, in_size: int):
+        position = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
+        low = np.floor(position)
+        return (np.clip(low, 0, in_size - 1).astype(int),
+                np.clip(low + 1, 0, in_size - 1).astype(int), (position - low)[:, None])
+
+    top = (new_height - size) // 2
+    left = (new_width - size) // 2
+    rows = [part[top:top + size] for part in sample(new_height, height)]
+    columns = [part[left:left + size] for part in sample(new_width, width)]
+    image = pixels.astype(np.float64)
+    across = (image[:, columns[0]] * (1 - columns[2][:, 0, None])
+              + image[:, columns[1]] * columns[2][:, 0, None])
+    resized = across[rows[0]] * (1 - rows[2][:, :, None]) + across[rows[1]] * rows[2][:, :, None]
+    return resized - np.asarray(imagenet.RGB_MEAN, np.float64)
+
+
 def test_evaluation_equals_preprocess_for_eval_on_the_same_bytes(tmp_path):
     rng = np.random.default_rng(0)
-    pictures = [rng.integers(0, 256, size=(90 + 7 * i, 130 - 5 * i, 3), dtype=np.uint8)
-                for i in range(5)]
-    path = write_image_records(str(tmp_path / "validation-00000-of-00001"), pictures, [0] * 5)
+    # Scaled up, and one scaled down (where antialiasing would change the pixels).
+    sizes = [(90 + 7 * i, 130 - 5 * i) for i in range(5)] + [(300, 420)]
+    pictures = [rng.integers(0, 256, size=(*size, 3), dtype=np.uint8) for size in sizes]
+    path = write_image_records(str(tmp_path / "validation-00000-of-00001"), pictures,
+                               [0] * len(pictures))
     images, _ = _all_batches(
         data.build_dataset(path, training=False, batch_size=2, image_size=SMALL)
     )
+    assert len(images) == len(pictures)
     for image, record in zip(images, tf.data.TFRecordDataset(path)):
-        encoded = tf.io.parse_single_example(record, records.PARSE_SPEC)
-        expected = data.preprocess_for_eval(encoded[records.ENCODED], SMALL).numpy()
+        encoded = tf.io.parse_single_example(record, records.PARSE_SPEC)[records.ENCODED]
+        expected = data.preprocess_for_eval(encoded, SMALL).numpy()
         np.testing.assert_array_equal(image, expected)
+        # Both come from one function: check it against the paper's recipe written out here.
+        by_hand = _paper_centre_crop_by_hand(tf.io.decode_jpeg(encoded, channels=3).numpy(), SMALL)
+        np.testing.assert_allclose(expected, by_hand, atol=0.01)  # float32 round-off
 
 
 def test_ten_crop_is_corners_centre_and_their_mirrors(corpus):
