@@ -105,16 +105,16 @@ def test_ten_crop_scores_every_image(trained, tmp_path):
     # What the scores must be, counted here: the softmax averaged over each image's ten crops.
     network = keras.models.load_model(os.path.join(model_dir, "model.keras"))
     ten_crops = eval_preprocessing.ten_crop_function(None, 67)
-    ten_crop, centre, labels = [], [], []
+    crops, centres, labels = [], [], []
     for serialized in tf.data.TFRecordDataset(sorted(glob.glob(f"{mosaics}/validation-*"))):
         example = tf.io.parse_single_example(serialized, records_module.PARSE_SPEC)
-        crops = ten_crops(example[records_module.ENCODED])
-        probabilities = tf.nn.softmax(network.predict(crops, verbose=0)).numpy()
-        ten_crop.append(probabilities.mean(axis=0))
+        crops.append(ten_crops(example[records_module.ENCODED]))
         # The centre crop is the one preprocess_for_eval takes.
-        centre.append(tf.nn.softmax(network.predict(
-            data.preprocess_for_eval(example[records_module.ENCODED], 67)[None], verbose=0))[0])
+        centres.append(data.preprocess_for_eval(example[records_module.ENCODED], 67))
         labels.append(int(example[records_module.LABEL]))
+    crop_logits = network.predict(tf.concat(crops, 0), batch_size=80, verbose=0)
+    ten_crop = tf.nn.softmax(crop_logits).numpy().reshape(len(labels), 10, -1).mean(axis=1)
+    centre = tf.nn.softmax(network.predict(tf.stack(centres), verbose=0)).numpy()
 
     def top_k(probabilities, k):
         ranked = np.argsort(-np.array(probabilities), axis=1)
