@@ -26,7 +26,7 @@ from tests.record_fixtures import write_records
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE_CONFIG = os.path.join(REPO_ROOT, "configs", "smoke.cfg")
-EPOCHS = 4
+EPOCHS = 5
 # Deterministic training: a fixed seed, no dropout (its masks are drawn per replica, so they
 # cannot match across layouts), float32 (bfloat16 sums would differ more than round-off).
 # The crops are the default's, the paper's central square.
@@ -75,17 +75,6 @@ def wait(process: subprocess.Popen, log_path: str, timeout: float = 240) -> int:
 def tail(path: str) -> str:
     with open(path) as handle:
         return handle.read()[-3000:]
-
-
-def wait_for_first_epoch(model_dir: str, workers: list[subprocess.Popen], logs: list[str]) -> str:
-    """Blocks until the chief has written history.json (its first epoch is done); its path."""
-    history = os.path.join(model_dir, "history.json")
-    deadline = time.monotonic() + 240
-    while not os.path.exists(history):
-        assert all(w.poll() is None for w in workers), tail(logs[0]) + tail(logs[1])
-        assert time.monotonic() < deadline, "no epoch finished: " + tail(logs[0])
-        time.sleep(0.05)
-    return history
 
 
 def trained_state(model_dir: str) -> dict[str, np.ndarray]:
@@ -140,33 +129,75 @@ def single_process(records_dir, tmp_path_factory) -> str:
     return model_dir
 
 
-def test_killed_worker_restarted_and_the_job_ends_as_one_process_would(
+def wait_for_epochs(model_dir: str, count: int, workers: list[subprocess.Popen],
+                    logs: list[str]) -> int:
+    """Blocks until the chief's history.json holds more than `count` epochs; how many it holds."""
+    history = os.path.join(model_dir, "history.json")
+    deadline = time.monotonic() + 240
+    while True:
+        assert all(w.poll() is None for w in workers), tail(logs[0]) + tail(logs[1])
+        assert time.monotonic() < deadline, f"no epoch past {count}: " + tail(logs[0])
+        try:
+            with open(history) as handle:
+                epochs = len(json.load(handle))
+        except (OSError, ValueError):  # not written yet
+            epochs = 0
+        if epochs > count:
+            return epochs
+        time.sleep(0.05)
+
+
+def test_a_preempted_then_killed_job_restarted_each_time_ends_as_one_process_would(
         records_dir, single_process, tmp_path):
+    """The two ways a machine of the job goes away, one after the other, in one job.
+
+    1. A preempted machine gets the SIGTERM, the others do not. Worker 1 alone is signalled:
+       the chief must stop at the same step (not hang in an all-reduce, not lose the epoch)
+       and save that step.
+    2. After a restart, a machine dies (SIGKILL of worker 1): the chief stops with a one-line
+       error and the "restart me" exit code.
+    3. A cluster manager starts both again with the same command; the job must end exactly
+       as one process training the same global batch ends.
+    """
     model_dir = str(tmp_path / "model")
     ports = free_ports(2)
-    logs = [str(tmp_path / f"worker{i}.log") for i in range(2)]
-    workers = [start_worker(i, ports, records_dir, model_dir, logs[i]) for i in range(2)]
+    flags = ("--preemption_check_steps=1",)
 
-    # Kill worker 1 once the chief has finished an epoch, i.e. in the middle of the job.
-    history = wait_for_first_epoch(model_dir, workers, logs)
+    def start_both(run: str) -> tuple[list[subprocess.Popen], list[str]]:
+        logs = [str(tmp_path / f"worker{i}.{run}.log") for i in range(2)]
+        return [start_worker(i, ports, records_dir, model_dir, logs[i], *flags)
+                for i in range(2)], logs
+
+    workers, logs = start_both("first")
+    wait_for_epochs(model_dir, 0, workers, logs)
+    time.sleep(1.0)  # Into epoch 2's steps, most of the time.
+    workers[1].send_signal(signal.SIGTERM)
+    codes = [wait(worker, log) for worker, log in zip(workers, logs)]
+    assert codes == [EXIT_PREEMPTED, EXIT_PREEMPTED], tail(logs[0]) + tail(logs[1])
+    assert "preempted: saved" in tail(logs[0])  # The chief, which got no signal, saved.
+    saved = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    completed = int(saved.get_tensor("completed_epochs/.ATTRIBUTES/VARIABLE_VALUE"))
+    steps_into_epoch = int(saved.get_tensor("steps_into_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    steps_taken = int(saved.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
+    # At least two epochs left, one to finish before the kill and one after it.
+    assert 1 <= completed <= EPOCHS - 2 and 0 <= steps_into_epoch < 4
+    assert steps_taken == completed * 4 + steps_into_epoch
+    print(f"stopped together after epoch {completed}, step {steps_into_epoch}")
+
+    workers, logs = start_both("restarted")
+    epochs_before_kill = wait_for_epochs(model_dir, completed, workers, logs)
     workers[1].send_signal(signal.SIGKILL)
     workers[1].wait()
-
-    # The chief notices and stops with a one-line error and the "restart me" exit code.
     assert wait(workers[0], logs[0]) == EXIT_WORKER_LOST, tail(logs[0])
     error_lines = [line for line in tail(logs[0]).splitlines() if line.startswith("Error:")]
     assert len(error_lines) == 1 and "lost a worker" in error_lines[0]
-    with open(history) as handle:
-        epochs_before_restart = len(json.load(handle))
-    assert epochs_before_restart < EPOCHS
+    assert epochs_before_kill < EPOCHS
 
-    # A cluster manager starts both again with the same command; the job resumes and ends.
-    logs = [str(tmp_path / f"worker{i}.restarted.log") for i in range(2)]
-    workers = [start_worker(i, ports, records_dir, model_dir, logs[i]) for i in range(2)]
+    workers, logs = start_both("restarted_again")
     for worker, log in zip(workers, logs):
         assert wait(worker, log) == 0, tail(log)
-    assert "Resuming from" in tail(logs[0]) or "Resuming from" in open(logs[0]).read()
-
+    with open(logs[0]) as handle:
+        assert "Resuming from" in handle.read()
     assert_ended_as_one_process(model_dir, single_process)
 
 
@@ -187,34 +218,3 @@ def assert_ended_as_one_process(model_dir: str, single_process: str) -> None:
         assert [record["epoch"] for record in json.load(handle)] == list(range(1, EPOCHS + 1))
     assert os.path.exists(os.path.join(model_dir, "summary.json"))
     assert not os.path.exists(os.path.join(model_dir, "workers"))
-
-
-def test_sigterm_to_one_worker_stops_every_worker_at_one_step_and_the_rerun_loses_nothing(
-        records_dir, single_process, tmp_path):
-    # A preempted machine gets the SIGTERM, the others do not. Worker 1 alone is signalled here:
-    # the chief must stop at the same step (not hang in an all-reduce, not lose the epoch),
-    # save that step, and the rerun must end exactly as one process would.
-    model_dir = str(tmp_path / "model")
-    ports = free_ports(2)
-    logs = [str(tmp_path / f"worker{i}.log") for i in range(2)]
-    flags = ("--preemption_check_steps=1",)
-    workers = [start_worker(i, ports, records_dir, model_dir, logs[i], *flags) for i in range(2)]
-    wait_for_first_epoch(model_dir, workers, logs)
-    time.sleep(1.0)  # Into epoch 2's steps, most of the time.
-    workers[1].send_signal(signal.SIGTERM)
-    codes = [wait(worker, log) for worker, log in zip(workers, logs)]
-    assert codes == [EXIT_PREEMPTED, EXIT_PREEMPTED], tail(logs[0]) + tail(logs[1])
-    assert "preempted: saved" in tail(logs[0])  # The chief, which got no signal, saved.
-    saved = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
-    completed = int(saved.get_tensor("completed_epochs/.ATTRIBUTES/VARIABLE_VALUE"))
-    steps_into_epoch = int(saved.get_tensor("steps_into_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-    steps_taken = int(saved.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"))
-    assert 1 <= completed < EPOCHS and 0 <= steps_into_epoch < 4
-    assert steps_taken == completed * 4 + steps_into_epoch
-    print(f"stopped together after epoch {completed}, step {steps_into_epoch}")
-
-    logs = [str(tmp_path / f"worker{i}.restarted.log") for i in range(2)]
-    workers = [start_worker(i, ports, records_dir, model_dir, logs[i], *flags) for i in range(2)]
-    for worker, log in zip(workers, logs):
-        assert wait(worker, log) == 0, tail(log)
-    assert_ended_as_one_process(model_dir, single_process)

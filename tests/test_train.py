@@ -294,46 +294,6 @@ def test_killed_run_resumes_from_the_last_complete_epoch(records_dir, uninterrup
     assert_same_training_state(model_dir, uninterrupted_run)
 
 
-@pytest.mark.slow
-def test_sigterm_saves_mid_epoch_and_the_rerun_finishes_that_epoch(records_dir,
-                                                                  uninterrupted_run, tmp_path):
-    model_dir = str(tmp_path / "model")
-    flags = EXACT_RUN_FLAGS
-    process = start_trainer(records_dir, model_dir, *flags, log_path=str(tmp_path / "log"))
-    try:
-        wait_for_epochs(model_dir, 1, process)
-        # Aim at the middle of epoch 2: its steps take about half of epoch 1's time (which
-        # includes tracing), so a fifth of epoch 1's time lands a few of its 8 steps in.
-        time.sleep(0.2 * read_json(model_dir, "history.json")[0]["seconds"])
-        process.send_signal(signal.SIGTERM)
-        returncode = process.wait(timeout=60)
-    finally:
-        process.kill()
-    log = (tmp_path / "log").read_text()
-    assert returncode == 143, log[-3000:]
-    assert "preempted: saved" in log
-    saved = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
-    completed = int(saved.get_tensor("completed_epochs/.ATTRIBUTES/VARIABLE_VALUE"))
-    steps_into_epoch = int(saved.get_tensor("steps_into_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-    print(f"SIGTERM saved after epoch {completed}, step {steps_into_epoch}")
-    assert completed in (1, 2)
-    # A signal in an epoch's last step or validation ends that epoch whole (steps 0).
-    assert 0 <= steps_into_epoch < 8
-
-    result = run_trainer(records_dir, model_dir, *flags)
-    assert result.returncode == 0, result.stderr[-3000:]
-    history = read_json(model_dir, "history.json")
-    assert [record["epoch"] for record in history] == [1, 2, 3]
-    if steps_into_epoch:
-        assert history[completed]["resumed_at_step"] == steps_into_epoch
-    else:
-        assert all("resumed_at_step" not in record for record in history)
-    summary = read_json(model_dir, "summary.json")
-    assert summary["steps_completed"] == 3 * 8  # Exactly the steps an uninterrupted run takes.
-    # And exactly its images, crops and updates: the rerun skipped the steps already taken.
-    assert_same_training_state(model_dir, uninterrupted_run)
-
-
 # The trainer's command line with a SIGTERM sent to itself after one chosen step, so the
 # mid-epoch save and resume run at a known step every time (a signal from outside lands
 # wherever the process happens to be, often on an epoch boundary).
