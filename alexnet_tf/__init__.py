@@ -12,7 +12,7 @@ the stages above it and the shared facts):
     evaluate/        python -m alexnet_tf.evaluate: top-1/top-5, ten crops, per class
     predict          python -m alexnet_tf.predict: top-5 class names for image files, via the export
     demo/            the built-in demo corpus and the demo's closing report (tools/demo.sh)
-    imagenet, labels, quiet_output, run_lock   facts and habits every stage shares
+    imagenet, labels, quiet_output, run_lock, command_help   facts and habits every stage shares
 
 Why stages and not kinds (no utils/, no io/): a reader who knows the flow finds a file by the
 stage it serves, and a change to one stage shows in one folder. Where a module serves two stages

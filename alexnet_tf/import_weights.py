@@ -38,7 +38,7 @@ quiet_output.quiet_tensorflow()  # before TensorFlow loads: its start-up lines o
 import numpy as np  # noqa: E402
 from absl import app, flags
 
-from alexnet_tf import imagenet
+from alexnet_tf import command_help, imagenet
 from alexnet_tf import labels as labels_module
 from alexnet_tf.model import model_info
 
@@ -358,7 +358,9 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
+    """The console script's entry point (setup.py)."""
     define_flags()
+    command_help.show_in_help(sys.modules[__name__])
     app.run(main)
 
 

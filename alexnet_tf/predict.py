@@ -27,7 +27,7 @@ quiet_output.quiet_tensorflow()  # before TensorFlow loads: its start-up lines o
 import tensorflow as tf  # noqa: E402
 from absl import app, flags
 
-from alexnet_tf import imagenet, labels
+from alexnet_tf import command_help, imagenet, labels
 from alexnet_tf.export import signatures as serving
 
 
@@ -267,7 +267,9 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
+    """The console script's entry point (setup.py)."""
     define_flags()
+    command_help.show_in_help(sys.modules[__name__])
     app.run(main)
 
 

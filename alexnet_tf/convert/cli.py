@@ -6,6 +6,7 @@ import sys
 
 from absl import app, flags, logging
 
+from alexnet_tf import command_help
 from alexnet_tf.convert import layouts, main as conversion, manifest
 from alexnet_tf.convert.images import DEFAULT_MAX_PIXELS
 from alexnet_tf.convert.resize import DEFAULT_JPEG_QUALITY, ResizeOptions
@@ -84,4 +85,6 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
+    """The console script's entry point (setup.py)."""
+    command_help.show_in_help(sys.modules[__name__])
     app.run(main)

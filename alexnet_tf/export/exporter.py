@@ -46,6 +46,7 @@ from absl import app, flags
 from google.protobuf import text_format
 from PIL import Image
 
+from alexnet_tf import command_help
 from alexnet_tf import labels as class_list
 from alexnet_tf.data import eval_preprocessing
 from alexnet_tf.data import pipeline as data
@@ -491,7 +492,9 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
+    """The console script's entry point (setup.py)."""
     define_flags()
+    command_help.show_in_help(sys.modules[__name__])
     app.run(main)
 
 
