@@ -97,13 +97,14 @@ def test_evaluation_sees_every_record_centred_on_the_mean(corpus):
         np.testing.assert_allclose(pixel, class_colour(label, 4), atol=8)
 
 
-def _paper_centre_crop_by_hand(pixels: np.ndarray, size: int) -> np.ndarray:
-    """The paper's evaluation input written out in numpy: shorter side scaled to 256 (bilinear,
-    half-pixel centres, no antialiasing), the central size x size patch, the mean subtracted."""
+def _paper_centre_crop_by_hand(pixels: np.ndarray, size: int, shorter_side: int = 256) -> np.ndarray:
+    """The paper's evaluation input written out in numpy: shorter side scaled to 256 or
+    `shorter_side` (bilinear, half-pixel centres, no antialiasing), the central size x size
+    patch, the mean subtracted."""
     height, width = pixels.shape[:2]
-    scale = np.float32(256) / np.float32(min(height, width))
-    new_height = 256 if height <= width else int(np.round(np.float32(height) * scale))
-    new_width = 256 if width < height else int(np.round(np.float32(width) * scale))
+    scale = np.float32(shorter_side) / np.float32(min(height, width))
+    new_height = shorter_side if height <= width else int(np.round(np.float32(height) * scale))
+    new_width = shorter_side if width < height else int(np.round(np.float32(width) * scale))
 
     def sample(out_size: int, in_size: int):
         position = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
@@ -122,7 +123,9 @@ def _paper_centre_crop_by_hand(pixels: np.ndarray, size: int) -> np.ndarray:
     return resized - np.asarray(imagenet.RGB_MEAN, np.float64)
 
 
-def test_evaluation_equals_preprocess_for_eval_on_the_same_bytes(tmp_path):
+# 76: --resize_side for a small crop (the whole photo in view, as 227 of 256 gives).
+@pytest.mark.parametrize("shorter_side", [256, 76])
+def test_evaluation_equals_preprocess_for_eval_on_the_same_bytes(tmp_path, shorter_side):
     rng = np.random.default_rng(0)
     # Scaled up, and one scaled down (where antialiasing would change the pixels).
     sizes = [(90 + 7 * i, 130 - 5 * i) for i in range(5)] + [(300, 420)]
@@ -130,15 +133,17 @@ def test_evaluation_equals_preprocess_for_eval_on_the_same_bytes(tmp_path):
     path = write_image_records(str(tmp_path / "validation-00000-of-00001"), pictures,
                                [0] * len(pictures))
     images, _ = _all_batches(
-        data.build_dataset(path, training=False, batch_size=2, image_size=SMALL)
+        data.build_dataset(path, training=False, batch_size=2, image_size=SMALL,
+                           shorter_side=shorter_side)
     )
     assert len(images) == len(pictures)
     for image, record in zip(images, tf.data.TFRecordDataset(path)):
         encoded = tf.io.parse_single_example(record, records.PARSE_SPEC)[records.ENCODED]
-        expected = data.preprocess_for_eval(encoded, SMALL).numpy()
+        expected = data.preprocess_for_eval(encoded, SMALL, shorter_side=shorter_side).numpy()
         np.testing.assert_array_equal(image, expected)
         # Both come from one function: check it against the paper's recipe written out here.
-        by_hand = _paper_centre_crop_by_hand(tf.io.decode_jpeg(encoded, channels=3).numpy(), SMALL)
+        by_hand = _paper_centre_crop_by_hand(tf.io.decode_jpeg(encoded, channels=3).numpy(), SMALL,
+                                             shorter_side)
         np.testing.assert_allclose(expected, by_hand, atol=0.01)  # float32 round-off
 
 
@@ -165,27 +170,32 @@ def test_ten_crop_of_the_full_image_takes_its_four_corners():
     assert crops[3, -1, -1, :2].tolist() == image[-1, -1, :2].numpy().tolist()  # bottom-right
 
 
-def test_crop_window_is_the_crop_of_the_256_scaled_image():
+@pytest.mark.parametrize("crop, shorter_side", [(227, 256), (67, 76)])
+def test_crop_window_is_the_crop_of_the_scaled_image(crop, shorter_side):
     for height, width in [(300, 400), (500, 375), (80, 140), (256, 256), (1000, 300)]:
         for seed in range(50):
             top, left, side_y, side_x = augment.random_crop_window(
-                height, width, 227, tf.constant([seed, 7])
+                height, width, crop, tf.constant([seed, 7]), shorter_side=shorter_side
             ).numpy()
-            assert side_y == side_x == round(227 * min(height, width) / 256)
+            assert side_y == side_x == round(crop * min(height, width) / shorter_side)
             assert 0 <= top <= height - side_y and 0 <= left <= width - side_x
 
 
-def test_training_crops_cover_a_227_256_share_of_the_shorter_side(gradient_records):
+# The paper's 256, and a --resize_side that makes the same SMALL crop see twice as much.
+@pytest.mark.parametrize("shorter_side, window", [(256, 75), (128, 150)])
+def test_training_crops_cover_an_image_size_share_of_the_scaled_shorter_side(
+        gradient_records, shorter_side, window):
     images, _ = _all_batches(
         data.build_dataset(
             gradient_records, training=True, batch_size=64, image_size=SMALL, lighting=False,
-            seed=0, crop_region="full_image",
+            seed=0, crop_region="full_image", shorter_side=shorter_side,
         )
     )
     pixels = images + imagenet.RGB_MEAN
-    # A SMALL crop of the 256-scaled 300x400 image is a 75-pixel square of the original
-    # (75 = SMALL * 300 / 256), whose SMALL samples span 75 * (SMALL - 1) / SMALL pixels.
-    span = 75 * (SMALL - 1) / SMALL
+    # A SMALL crop of the 300x400 image scaled to 256 on its shorter side is a 75-pixel square
+    # of the original (75 = SMALL * 300 / 256), whose SMALL samples span 75 * (SMALL - 1) / SMALL
+    # pixels; scaled to 128, a 150-pixel square.
+    span = window * (SMALL - 1) / SMALL
     red_step = np.abs(pixels[:, :, -1, 0].mean(axis=1) - pixels[:, :, 0, 0].mean(axis=1))
     green_step = pixels[:, -1, :, 1].mean(axis=1) - pixels[:, 0, :, 1].mean(axis=1)
     np.testing.assert_allclose(red_step, span * 255 / 399, atol=1.5)
@@ -333,6 +343,8 @@ def test_no_matching_files_is_a_value_error_naming_the_pattern(tmp_path):
         (dict(training=True, ten_crop=True), "ten_crop"),
         (dict(training=False, batch_size=0), "batch_size"),
         (dict(training=False, image_size=300), "image_size"),
+        (dict(training=True, image_size=80, shorter_side=76), "image_size must be in \\[1, 76\\]"),
+        (dict(training=False, shorter_side=300), "shorter_side"),
         (dict(training=True, shuffle_buffer=0), "shuffle_buffer"),
     ],
 )

@@ -57,6 +57,44 @@ def test_models_without_a_record_keep_the_papers_preprocessing():
             data.preprocess_for_eval(tf.constant(image_bytes), 67).numpy())
 
 
+def paper_info(resize_shorter_side: int, records_options: dict | None = None) -> dict:
+    """model_info.json of a 67x67 model trained here with --resize_side=`resize_shorter_side`."""
+    return model_info.make_info(
+        variant="paper", image_size=67, minimum_image_size=67, num_classes=4, parameters=1,
+        preprocessing=model_info.paper_preprocessing(67, records_options, resize_shorter_side))
+
+
+def test_a_model_trained_with_resize_side_is_evaluated_and_served_at_that_side():
+    image_bytes = tf.constant(png(200, 300, seed=2))
+    at_76 = data.preprocess_for_eval(image_bytes, 67, shorter_side=76).numpy()
+    at_256 = data.preprocess_for_eval(image_bytes, 67).numpy()
+    assert np.abs(at_76 - at_256).mean() > 10  # the fixture tells the two apart
+    info = paper_info(76)
+    np.testing.assert_array_equal(eval_preprocessing.eval_function(info, 67)(image_bytes).numpy(),
+                                  at_76)
+    crops = eval_preprocessing.ten_crop_function(info, 67)(image_bytes).numpy()
+    np.testing.assert_array_equal(crops[4], at_76)  # the ten crops' centre is the served crop
+    # On resized records too: the converter's scaling first, then the model's own. A smooth
+    # picture, which the converter's antialiased scaling leaves nearly as it is.
+    rows, columns = np.mgrid[0:200, 0:300]
+    smooth = np.stack([columns * 0.8, rows * 1.2, 128 + 100 * np.sin(columns / 20.0)], axis=-1)
+    buffer = io.BytesIO()
+    Image.fromarray(smooth.astype(np.uint8)).save(buffer, format="PNG")
+    smooth_bytes = tf.constant(buffer.getvalue())
+    resized = paper_info(76, {"resize_shorter_side": 160, "center_crop": False,
+                              "jpeg_quality": 95})
+    served = eval_preprocessing.eval_function(resized, 67)(smooth_bytes).numpy()
+    smooth_at_76 = data.preprocess_for_eval(smooth_bytes, 67, shorter_side=76).numpy()
+    smooth_at_256 = data.preprocess_for_eval(smooth_bytes, 67).numpy()
+    assert np.abs(served - smooth_at_76).mean() < 2 < np.abs(served - smooth_at_256).mean()
+
+
+def test_a_paper_record_resizing_above_256_is_refused():
+    # Serving's memory bounds (tests/test_serving_memory.py) hold for images scaled to 256.
+    with pytest.raises(model_info.ModelInfoError, match="at most 256, not 300"):
+        eval_preprocessing.eval_function(paper_info(300), 67)
+
+
 def test_a_record_that_does_not_fit_its_model_is_refused(tmp_path):
     info = model_info.make_info(variant="single", image_size=224, minimum_image_size=63,
                                 num_classes=1000, parameters=1,

@@ -124,3 +124,33 @@ def test_a_resume_refuses_other_train_layers_or_lrn_and_ignores_another_init_fro
         {"train_layers": "all", "init_from": "b.keras", "lrn": "caffe"}, mid_epoch=False)}
     assert found == {"train_layers": resume_flags.REFUSED, "init_from": resume_flags.IGNORED,
                      "lrn": resume_flags.REFUSED}
+
+
+def test_fine_tuning_scales_photos_as_the_source_was_trained(saved_source, tmp_path):
+    """A source trained with --resize_side=76 is fine-tuned and served at 76 unless told."""
+    import json
+    import shutil
+
+    from alexnet_tf.model import model_info
+
+    assert finetune.resize_side_of(saved_source) is None  # no model_info.json: the paper's
+    source = str(tmp_path / "source" / "model.keras")
+    os.makedirs(os.path.dirname(source))
+    shutil.copy(saved_source, source)
+    info = model_info.make_info(
+        variant="paper", image_size=67, minimum_image_size=67, num_classes=5, parameters=1,
+        preprocessing=model_info.paper_preprocessing(67, resize_shorter_side=76))
+    with open(model_info.path_beside(source), "w") as handle:
+        json.dump(info, handle)
+    assert finetune.resize_side_of(source) == 76
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "alexnet_tf.train",
+               f"--flagfile={os.path.join(REPO_ROOT, 'configs', 'smoke.cfg')}",
+               "--use_synthetic_data", f"--model_dir={run}", "--num_classes=5", "--epochs=1",
+               "--steps_per_epoch=2", f"--init_from={source}", "--train_layers=fc8"]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240,
+                            env=dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "images scaled to 76 on their shorter side" in result.stderr
+    saved = model_info.read_info(str(run / "model.keras"))
+    assert saved["preprocessing"]["resize_shorter_side"] == 76

@@ -115,7 +115,8 @@ def records_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def two_replica_run(records_dir, tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("two_replicas"))
-    result = run_trainer(records_dir, model_dir, "--num_cpu_replicas=2")
+    # --resize_side=76: crops see 67/76 of each image, as 227 of 256 do (paper).
+    result = run_trainer(records_dir, model_dir, "--num_cpu_replicas=2", "--resize_side=76")
     assert result.returncode == 0, result.stderr[-3000:]
     return model_dir, result
 
@@ -230,9 +231,33 @@ def test_conv1_filters_and_model_info_are_written_beside_the_curves(two_replica_
     assert (info["variant"], info["image_size"], info["num_classes"]) == ("paper", 67, NUM_CLASSES)
     # Trained on resized records: served originals are first scaled as the converter did.
     assert info["preprocessing"] == {
-        "name": "paper", "resize_shorter_side": 256, "crop_size": 67,
+        "name": "paper", "resize_shorter_side": 76, "crop_size": 67,
         "records_resize": {"shorter_side": 160, "center_crop": False, "jpeg_quality": 95},
     }
+
+
+def validation_cross_entropy(model_dir: str, records_dir: str, shorter_side: int) -> float:
+    """The saved model's mean cross-entropy on the validation records, images scaled to
+    `shorter_side` on their shorter side (the records were not resized: all are under 160)."""
+    from alexnet_tf.data import pipeline as data
+
+    model = keras.saving.load_model(os.path.join(model_dir, "model.keras"))
+    dataset = data.build_dataset(os.path.join(records_dir, "validation-*"), training=False,
+                                 batch_size=16, image_size=67, label_offset=1,
+                                 shorter_side=shorter_side)
+    losses = [keras.losses.sparse_categorical_crossentropy(labels, model(images, training=False),
+                                                           from_logits=True).numpy()
+              for images, labels in dataset]
+    return float(np.concatenate(losses).mean())
+
+
+def test_validation_and_the_saved_model_scale_images_to_resize_side(two_replica_run, records_dir):
+    """What the trainer validated on is what model_info.json tells evaluate and the export."""
+    model_dir, _ = two_replica_run
+    last = read_json(model_dir, "history.json")[-1]["val_cross_entropy"]
+    assert validation_cross_entropy(model_dir, records_dir, 76) == pytest.approx(last, rel=1e-4)
+    # The fixture tells the sides apart: scaled to the paper's 256, the loss is another.
+    assert validation_cross_entropy(model_dir, records_dir, 256) != pytest.approx(last, rel=1e-3)
 
 
 def checkpoint_state(model_dir: str) -> dict:

@@ -197,3 +197,13 @@ def test_an_unusable_model_dir_gives_one_line_naming_it(records_dir, tmp_path, w
     [error] = error_lines(result.stderr)
     expected = {"a file": "is a file, not a folder", "not writable": "is not writable"}[which]
     assert error.startswith(f"Error: --model_dir={model_dir} {expected}"), error
+
+
+def test_a_crop_larger_than_resize_side_is_refused_naming_both_flags(records_dir, tmp_path):
+    model_dir = str(tmp_path / "model")
+    result = run_trainer(records_dir, model_dir, *BASE_FLAGS, "--image_size=80",
+                         "--resize_side=76")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "--image_size is larger than --resize_side" in result.stderr
+    assert not os.path.exists(os.path.join(model_dir, "checkpoints"))

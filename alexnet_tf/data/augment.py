@@ -87,12 +87,13 @@ def crop_region_bounds(height, width, region: str = PAPER_CROP_REGION):
 
 def random_crop_window(
     height: tf.Tensor, width: tf.Tensor, crop_size: int, seed: tf.Tensor,
-    region: str = PAPER_CROP_REGION,
+    region: str = PAPER_CROP_REGION, shorter_side: int = SHORTER_SIDE,
 ) -> tf.Tensor:
-    """[top, left, side, side] in ORIGINAL pixels of a random crop taken after scaling to 256.
+    """[top, left, side, side] in ORIGINAL pixels of a random crop taken after scaling to
+    `shorter_side` (the paper's 256).
 
-    A crop_size x crop_size patch of the image scaled to 256 on its shorter side covers a
-    square of side crop_size * shorter / 256 in the original image. Returning that window lets
+    A crop_size x crop_size patch of the image scaled to `shorter_side` covers a square of side
+    crop_size * shorter / shorter_side in the original image. Returning that window lets
     the pipeline decode only it (`tf.image.decode_and_crop_jpeg`) and resize it to crop_size,
     instead of decoding and resizing the whole image only to throw most of it away. The
     position is uniform over the windows that fit in `region` (see CROP_REGIONS): on a 500x375
@@ -103,7 +104,7 @@ def random_crop_window(
     )
     shorter = tf.minimum(tf.cast(height, tf.int32), tf.cast(width, tf.int32))
     side = tf.cast(
-        tf.round(tf.cast(shorter, tf.float32) * (crop_size / SHORTER_SIDE)), tf.int32
+        tf.round(tf.cast(shorter, tf.float32) * (crop_size / shorter_side)), tf.int32
     )
     side = tf.clip_by_value(side, 1, shorter)
     top = region_top + tf.random.stateless_uniform(

@@ -117,11 +117,12 @@ def check_fits(info: dict, image_size: int) -> dict:
             f"model_info.json crops {crop_size}x{crop_size}, but the model takes "
             f"{image_size}x{image_size}"
         )
+    # Larger would let a served image's resized copy outgrow what serving's limits allow for.
     if (preprocessing["name"] == "paper"
-            and preprocessing["resize_shorter_side"] != augment.SHORTER_SIDE):
+            and preprocessing["resize_shorter_side"] > augment.SHORTER_SIDE):
         raise model_info.ModelInfoError(
-            f"model_info.json: 'paper' preprocessing resizes to {augment.SHORTER_SIDE}, not "
-            f"{preprocessing['resize_shorter_side']}"
+            f"model_info.json: 'paper' preprocessing resizes to at most {augment.SHORTER_SIDE}, "
+            f"not {preprocessing['resize_shorter_side']}"
         )
     return preprocessing
 
@@ -140,9 +141,13 @@ def ten_crop_function(
             shorter_side = preprocessing["resize_shorter_side"]
             return lambda image_bytes: torchvision_ten_crop(
                 image_bytes, image_size, shorter_side, crop_region)
+        shorter_side = preprocessing["resize_shorter_side"]
         if model_info.RECORDS_RESIZE in preprocessing:
             decode = _decode_as_records_hold(preprocessing[model_info.RECORDS_RESIZE], None)
-            return lambda image_bytes: data.ten_crops(decode(image_bytes), image_size, crop_region)
+            return lambda image_bytes: data.ten_crops(
+                decode(image_bytes), image_size, crop_region, shorter_side)
+        return lambda image_bytes: data.preprocess_for_ten_crop(
+            image_bytes, image_size, crop_region, shorter_side)
     return lambda image_bytes: data.preprocess_for_ten_crop(image_bytes, image_size, crop_region)
 
 
@@ -178,17 +183,15 @@ def eval_function(
     Images over `max_pixels` are refused from their headers either way (`data.decode_image`).
     """
 
-    def paper(image_bytes):
-        return data.preprocess_for_eval(image_bytes, image_size, max_pixels)
-
     if info is None:
-        return paper
+        return lambda image_bytes: data.preprocess_for_eval(image_bytes, image_size, max_pixels)
     preprocessing = check_fits(info, image_size)
+    shorter_side = preprocessing["resize_shorter_side"]
     if preprocessing["name"] == "torchvision":
-        shorter_side = preprocessing["resize_shorter_side"]
         return lambda image_bytes: torchvision_eval(
             image_bytes, image_size, shorter_side, max_pixels)
     if model_info.RECORDS_RESIZE in preprocessing:
         decode = _decode_as_records_hold(preprocessing[model_info.RECORDS_RESIZE], max_pixels)
-        return lambda image_bytes: data.eval_crop(decode(image_bytes), image_size)
-    return paper
+        return lambda image_bytes: data.eval_crop(decode(image_bytes), image_size, shorter_side)
+    return lambda image_bytes: data.preprocess_for_eval(
+        image_bytes, image_size, max_pixels, shorter_side)

@@ -33,36 +33,42 @@ def decode_image(
 
 
 def preprocess_for_eval(
-    image_bytes: tf.Tensor, image_size: int = 227, max_pixels: int | None = None
+    image_bytes: tf.Tensor, image_size: int = 227, max_pixels: int | None = None,
+    shorter_side: int = augment.SHORTER_SIDE,
 ) -> tf.Tensor:
-    """float32 [S, S, 3]: the centre crop of the image scaled to 256, mean subtracted.
+    """float32 [S, S, 3]: the centre crop of the image scaled to `shorter_side` (the paper's
+    256), mean subtracted.
 
     The exporter embeds this function in the serving signature (under `tf.map_fn`) and the
     evaluation pipeline calls it too, so both give bit-identical inputs for the same bytes.
     """
-    return eval_crop(decode_image(image_bytes, max_pixels), image_size)
+    return eval_crop(decode_image(image_bytes, max_pixels), image_size, shorter_side)
 
 
-def eval_crop(image: tf.Tensor, image_size: int = 227) -> tf.Tensor:
+def eval_crop(
+    image: tf.Tensor, image_size: int = 227, shorter_side: int = augment.SHORTER_SIDE
+) -> tf.Tensor:
     """float32 [S, S, 3]: `preprocess_for_eval` on a decoded uint8 [H, W, 3] image."""
-    image = augment.resize_shorter_side(image)
+    image = augment.resize_shorter_side(image, shorter_side)
     image = augment.center_crop(image, image_size)
     image.set_shape([image_size, image_size, 3])
     return augment.subtract_mean(image)
 
 
 def preprocess_for_ten_crop(
-    image_bytes: tf.Tensor, image_size: int = 227, crop_region: str = augment.PAPER_CROP_REGION
+    image_bytes: tf.Tensor, image_size: int = 227, crop_region: str = augment.PAPER_CROP_REGION,
+    shorter_side: int = augment.SHORTER_SIDE,
 ) -> tf.Tensor:
     """float32 [10, S, S, 3]: the paper's ten test patches (section 4.1), mean subtracted."""
-    return ten_crops(decode_image(image_bytes), image_size, crop_region)
+    return ten_crops(decode_image(image_bytes), image_size, crop_region, shorter_side)
 
 
 def ten_crops(
-    image: tf.Tensor, image_size: int = 227, crop_region: str = augment.PAPER_CROP_REGION
+    image: tf.Tensor, image_size: int = 227, crop_region: str = augment.PAPER_CROP_REGION,
+    shorter_side: int = augment.SHORTER_SIDE,
 ) -> tf.Tensor:
     """float32 [10, S, S, 3]: `preprocess_for_ten_crop` on a decoded uint8 [H, W, 3] image."""
-    image = augment.resize_shorter_side(image)
+    image = augment.resize_shorter_side(image, shorter_side)
     crops = augment.ten_crop(image, image_size, crop_region)
     crops.set_shape([10, image_size, image_size, 3])
     return augment.subtract_mean(crops)
@@ -70,9 +76,10 @@ def ten_crops(
 
 def decode_and_random_crop(
     jpeg_bytes: tf.Tensor, seed: tf.Tensor, image_size: int = 227,
-    crop_region: str = augment.PAPER_CROP_REGION,
+    crop_region: str = augment.PAPER_CROP_REGION, shorter_side: int = augment.SHORTER_SIDE,
 ) -> tf.Tensor:
-    """float32 [S, S, 3]: a random S x S crop of the image scaled to 256 on its shorter side.
+    """float32 [S, S, 3]: a random S x S crop of the image scaled to `shorter_side` (the
+    paper's 256) on its shorter side.
 
     Computes where that crop lies in the original image, decodes only that window
     (`tf.image.decode_and_crop_jpeg` skips the rest of the JPEG's blocks) and resizes it to
@@ -83,7 +90,8 @@ def decode_and_random_crop(
     last row; only the inverse DCT and colour conversion outside the window are skipped.
     """
     shape = tf.image.extract_jpeg_shape(jpeg_bytes)
-    window = augment.random_crop_window(shape[0], shape[1], image_size, seed, crop_region)
+    window = augment.random_crop_window(
+        shape[0], shape[1], image_size, seed, crop_region, shorter_side)
     image = tf.image.decode_and_crop_jpeg(jpeg_bytes, window, channels=3)
     image = augment.resize_bilinear(image, [image_size, image_size])
     image.set_shape([image_size, image_size, 3])
@@ -92,7 +100,7 @@ def decode_and_random_crop(
 
 def decode_and_random_crop_uint8(
     jpeg_bytes: tf.Tensor, seed: tf.Tensor, image_size: int = 227,
-    crop_region: str = augment.PAPER_CROP_REGION,
+    crop_region: str = augment.PAPER_CROP_REGION, shorter_side: int = augment.SHORTER_SIDE,
 ) -> tf.Tensor:
     """uint8 [S, S, 3]: `decode_and_random_crop`'s crop, as the accelerator receives it.
 
@@ -103,7 +111,8 @@ def decode_and_random_crop_uint8(
     that, the lighting noise's standard deviation about 5).
     """
     shape = tf.image.extract_jpeg_shape(jpeg_bytes)
-    window = augment.random_crop_window(shape[0], shape[1], image_size, seed, crop_region)
+    window = augment.random_crop_window(
+        shape[0], shape[1], image_size, seed, crop_region, shorter_side)
     image = tf.image.decode_and_crop_jpeg(jpeg_bytes, window, channels=3)
     image = tf.cond(
         tf.equal(window[2], image_size),
@@ -117,7 +126,7 @@ def decode_and_random_crop_uint8(
 
 def augment_for_train(
     jpeg_bytes: tf.Tensor, seed: tf.Tensor, image_size: int = 227, lighting: bool = True,
-    crop_region: str = augment.PAPER_CROP_REGION,
+    crop_region: str = augment.PAPER_CROP_REGION, shorter_side: int = augment.SHORTER_SIDE,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """(uint8 [S, S, 3] crop, float32 [3] offset): the host's share of the paper's augmentation.
 
@@ -129,7 +138,8 @@ def augment_for_train(
     crop_seed, flip_seed, lighting_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, num=3)
     )
-    image = decode_and_random_crop_uint8(jpeg_bytes, crop_seed, image_size, crop_region)
+    image = decode_and_random_crop_uint8(
+        jpeg_bytes, crop_seed, image_size, crop_region, shorter_side)
     image = augment.random_flip(image, flip_seed)
     shift = augment.lighting_shift(lighting_seed) if lighting else None
     return image, augment.pixel_offset(shift)
@@ -137,7 +147,7 @@ def augment_for_train(
 
 def preprocess_for_train(
     jpeg_bytes: tf.Tensor, seed: tf.Tensor, image_size: int = 227, lighting: bool = True,
-    crop_region: str = augment.PAPER_CROP_REGION,
+    crop_region: str = augment.PAPER_CROP_REGION, shorter_side: int = augment.SHORTER_SIDE,
 ) -> tf.Tensor:
     """float32 [S, S, 3]: random crop of the 256-scaled image, random mirror, lighting, mean.
 
@@ -146,7 +156,8 @@ def preprocess_for_train(
     runs the last step (cast and offset) on the accelerator instead (`build_dataset`'s
     `finish_on_device`); this is the same computation on the host.
     """
-    image, offset = augment_for_train(jpeg_bytes, seed, image_size, lighting, crop_region)
+    image, offset = augment_for_train(
+        jpeg_bytes, seed, image_size, lighting, crop_region, shorter_side)
     return augment.add_per_channel(tf.cast(image, tf.float32), offset)
 
 
@@ -165,14 +176,17 @@ def _matching_files(file_pattern: str | Sequence[str]) -> list[str]:
 
 def _validate_arguments(
     *, training: bool, finish_on_device: bool, batch_size: int, image_size: int,
-    ten_crop: bool, shuffle_buffer: int, eval_function: Callable | None,
+    shorter_side: int, ten_crop: bool, shuffle_buffer: int, eval_function: Callable | None,
 ) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if not 1 <= image_size <= augment.SHORTER_SIDE:
+    if not 1 <= shorter_side <= augment.SHORTER_SIDE:
         raise ValueError(
-            f"image_size must be in [1, {augment.SHORTER_SIDE}] (crops come from the image "
-            f"scaled to {augment.SHORTER_SIDE}), got {image_size}"
+            f"shorter_side must be in [1, {augment.SHORTER_SIDE}], got {shorter_side}")
+    if not 1 <= image_size <= shorter_side:
+        raise ValueError(
+            f"image_size must be in [1, {shorter_side}] (crops come from the image "
+            f"scaled to {shorter_side}), got {image_size}"
         )
     if finish_on_device and not training:
         raise ValueError("finish_on_device is for training batches; it needs training=True")
@@ -364,6 +378,7 @@ def build_dataset(
     skip_batches: int = 0,
     pad_to_examples: int | None = None,
     crop_region: str = augment.PAPER_CROP_REGION,
+    shorter_side: int = augment.SHORTER_SIDE,
     finish_on_device: bool = False,
     eval_function: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> tf.data.Dataset:
@@ -399,6 +414,8 @@ def build_dataset(
     `pad_to_examples` (evaluation) appends zero-weight examples up to that many and yields
     (images, labels, weights), so that every replica gets whole batches (alexnet_tf/data/validation.py).
     `crop_region` is where training crops and ten crops lie (`augment.CROP_REGIONS`).
+    `shorter_side` is the side images are scaled to before training crops, centre crops and ten
+    crops are cut (the paper's 256): each crop covers image_size / shorter_side of it.
     `eval_function` (evaluation only): JPEG bytes -> the float32 image, or with `ten_crop` the
     [10, S, S, 3] crops, to score, for weights that expect other preprocessing than the
     paper's (`alexnet_tf.data.eval_preprocessing`, from the model's model_info.json).
@@ -414,6 +431,7 @@ def build_dataset(
         training=training, finish_on_device=finish_on_device,
         batch_size=batch_size,
         image_size=image_size,
+        shorter_side=shorter_side,
         ten_crop=ten_crop,
         shuffle_buffer=shuffle_buffer,
         eval_function=eval_function,
@@ -446,7 +464,7 @@ def build_dataset(
             example = tf.io.parse_single_example(serialized, parse_spec)
             image, offset = augment_for_train(
                 example[records.ENCODED], _augmentation_seed(pass_seed, key), image_size, lighting,
-                crop_region,
+                crop_region, shorter_side,
             )
             if not finish_on_device:
                 image = augment.add_per_channel(tf.cast(image, tf.float32), offset)
@@ -474,8 +492,8 @@ def build_dataset(
             if eval_function is not None:
                 return eval_function(image_bytes)
             if ten_crop:
-                return preprocess_for_ten_crop(image_bytes, size, crop_region)
-            return preprocess_for_eval(image_bytes, size)
+                return preprocess_for_ten_crop(image_bytes, size, crop_region, shorter_side)
+            return preprocess_for_eval(image_bytes, size, shorter_side=shorter_side)
 
         def parse_and_preprocess(serialized):
             example = tf.io.parse_single_example(serialized, parse_spec)

@@ -228,12 +228,15 @@ def main(argv: list[str]) -> None:
             sys.stderr.write(f"Error: {damaged_shards.explain(error, damage, FLAGS.data_dir)}\n")
         sys.exit(1)
     preprocessing = info["preprocessing"]["name"] if info else "paper"
+    shorter_side = info["preprocessing"]["resize_shorter_side"] if info else augment.SHORTER_SIDE
     results.update(model=FLAGS.model, data_dir=FLAGS.data_dir, split=FLAGS.split,
-                   image_size=image_size, preprocessing=preprocessing)
+                   image_size=image_size, preprocessing=preprocessing,
+                   resize_shorter_side=shorter_side)
     if FLAGS.ten_crop:
         results["crop_region"] = FLAGS.crop_region or eval_preprocessing.default_crop_region(info)
     print(f"{results['images']} {FLAGS.split} images, {results['protocol']}, "
-          f"{image_size}x{image_size}, {preprocessing} preprocessing"
+          f"{image_size}x{image_size} of the image scaled to {shorter_side}, "
+          f"{preprocessing} preprocessing"
           + (f", {results['crop_region']} corners" if FLAGS.ten_crop else ""))
     for k in (1, 5):
         print(f"top-{k} accuracy {results[f'top{k}_accuracy']:.4f}  "

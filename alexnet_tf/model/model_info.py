@@ -24,7 +24,8 @@ FILENAME = "model_info.json"
 FORMAT_VERSION = 1
 
 # "paper": what training here evaluates with (data.preprocess_for_eval): shorter side to 256
-#   with bilinear resizing without antialiasing, the centre crop at floor offsets.
+#   (or the trainer's --resize_side, at most 256) with bilinear resizing without antialiasing,
+#   the centre crop at floor offsets.
 # "torchvision": torchvision's ImageNet eval transform (Resize(256), CenterCrop(224) on a PIL
 #   image): antialiased bilinear to a shorter side of 256, the longer side truncated, rounded
 #   back to 8 bits as PIL does, the centre crop at round-half-even offsets.
@@ -42,10 +43,14 @@ class ModelInfoError(ValueError):
     """A model_info.json that cannot be read or does not fit its model."""
 
 
-def paper_preprocessing(crop_size: int, records_options: dict | None = None) -> dict:
+def paper_preprocessing(
+    crop_size: int, records_options: dict | None = None, resize_shorter_side: int = 256
+) -> dict:
     """The paper's preprocessing; `records_options` (manifest.json's "options" of the records
-    the model trained on) adds the converter's resize when the records were resized."""
-    preprocessing = {"name": "paper", "resize_shorter_side": 256, "crop_size": int(crop_size)}
+    the model trained on) adds the converter's resize when the records were resized;
+    `resize_shorter_side` is the trainer's --resize_side (the paper's 256)."""
+    preprocessing = {"name": "paper", "resize_shorter_side": int(resize_shorter_side),
+                     "crop_size": int(crop_size)}
     shorter_side = (records_options or {}).get("resize_shorter_side")
     if shorter_side:
         preprocessing[RECORDS_RESIZE] = {

@@ -112,6 +112,26 @@ def architecture(source: Source | None, *, variant: str, variant_given: bool,
                 input_normalization=source.input_normalization, lrn=source.lrn)
 
 
+def resize_side_of(path: str) -> int | None:
+    """The --resize_side the model in `path` was trained with, from its model_info.json; None
+    for a model without one or prepared otherwise (torchvision's weights).
+
+    A fine-tuned model should see photos at the scale its features learned, so the trainer
+    takes this when --resize_side is not given, as it takes the source's variant and LRN.
+    """
+    from alexnet_tf.model import model_info
+
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    try:
+        info = model_info.read_info(path)
+    except model_info.ModelInfoError as error:
+        raise InitFromError(f"--init_from={path}: {error}") from None
+    if info is None or info["preprocessing"]["name"] != "paper":
+        return None
+    return int(info["preprocessing"]["resize_shorter_side"])
+
+
 def start_from(network, source: Source, train_layers: str) -> list[str]:
     """Copies `source`'s weights into `network` and freezes what --train_layers leaves out.
 

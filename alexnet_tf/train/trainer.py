@@ -70,9 +70,16 @@ flags.DEFINE_bool("cache_records", False, "Keep the serialized records in memory
                   "first epoch (small corpora only).")
 flags.DEFINE_bool("lighting", True, "PCA colour noise on training images (paper, 4.1).")
 flags.DEFINE_enum("crop_region", augment.PAPER_CROP_REGION, augment.CROP_REGIONS, "Where the "
-                  "random training crops lie in the image scaled to 256 on its shorter side: "
-                  "'central_square', its central 256x256 patch (paper, section 2); "
+                  "random training crops lie in the image scaled to --resize_side (256) on its "
+                  "shorter side: 'central_square', its central square (paper, section 2); "
                   "'full_image', anywhere in it (wider on oblong images).")
+flags.DEFINE_integer("resize_side", augment.SHORTER_SIDE, "The shorter side images are "
+                     "scaled to before their crops are cut, in training, validation, evaluate "
+                     "and the export (saved in model_info.json): each crop covers "
+                     "--image_size/--resize_side of it. Paper: 256 for 224/227 crops. With a "
+                     "small --image_size, about 1.13x it (76 for 67, 143 for 127) keeps the "
+                     "paper's view of the whole photo; 256 zooms into its middle.",
+                     lower_bound=1, upper_bound=augment.SHORTER_SIDE)
 # Model.
 flags.DEFINE_enum("variant", "paper", model.VARIANTS, "'paper': the 2012 two-tower network "
                   "with LRN; 'single': the one-tower network of 'One weird trick' (torchvision).")
@@ -166,6 +173,10 @@ flags.register_multi_flags_validator(
     lambda values: values["image_size"] >= model.MINIMUM_IMAGE_SIZE[values["variant"]],
     message="--image_size is below the smallest input of --variant "
     f"({', '.join(f'{k}: {v}' for k, v in model.MINIMUM_IMAGE_SIZE.items())})",
+    flag_values=FLAGS)
+flags.register_multi_flags_validator(
+    ["image_size", "resize_side"], lambda values: values["image_size"] <= values["resize_side"],
+    message="--image_size is larger than --resize_side: a crop cannot exceed the scaled image",
     flag_values=FLAGS)
 for _name in ("learning_rate", "momentum", "weight_decay", "dropout", "lr_decay_factor",
               "lr_min_delta"):
@@ -337,7 +348,8 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
                 batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
                 label_offset=label_offset, shuffle_buffer=FLAGS.shuffle_buffer, seed=FLAGS.seed,
                 input_context=context, cache=FLAGS.cache_records, repeat=True,
-                lighting=FLAGS.lighting, crop_region=FLAGS.crop_region, first_epoch=first_epoch,
+                lighting=FLAGS.lighting, crop_region=FLAGS.crop_region,
+                shorter_side=FLAGS.resize_side, first_epoch=first_epoch,
                 finish_on_device=True,
                 batches_per_epoch=distribution.batches_per_pipeline(context, steps),
                 skip_batches=distribution.batches_per_pipeline(context, steps_done))
@@ -360,6 +372,7 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
         dataset = data.build_dataset(
             shards["validation"], training=False,
             batch_size=FLAGS.batch_size, image_size=FLAGS.image_size,
+            shorter_side=FLAGS.resize_side,
             label_offset=label_offset, input_context=context, cache=FLAGS.cache_records,
             pad_to_examples=validation.examples_per_pipeline(
                 validation_steps, FLAGS.batch_size, context.num_input_pipelines))
@@ -469,8 +482,28 @@ def check_validation_flags() -> None:
                     "history.json, summary.json, TensorBoard or training_curves.png")
 
 
+def follow_the_source_resize_side() -> None:
+    """--init_from without --resize_side: photos scaled as the source model saw them."""
+    if not FLAGS.init_from or FLAGS["resize_side"].present:
+        return
+    try:
+        side = finetune.resize_side_of(FLAGS.init_from)
+    except finetune.InitFromError as error:
+        raise app.UsageError(str(error)) from None
+    if side is None or side == FLAGS.resize_side:
+        return
+    if side < FLAGS.image_size:
+        raise app.UsageError(f"--init_from={FLAGS.init_from} was trained with --resize_side="
+                             f"{side}, smaller than --image_size={FLAGS.image_size}; pass "
+                             "--resize_side")
+    logging.info("--init_from: images scaled to %d on their shorter side, as %s was trained "
+                 "(--resize_side)", side, FLAGS.init_from)
+    FLAGS.resize_side = side
+
+
 def train() -> dict:
     check_validation_flags()
+    follow_the_source_resize_side()
     distribution.split_cpu_into_replicas(FLAGS.num_cpu_replicas)
     strategy = distribution.select_strategy(FLAGS.num_cpu_replicas)
     replicas = strategy.num_replicas_in_sync
@@ -605,7 +638,8 @@ def train() -> dict:
         # Records made with --resize_shorter_side: served images are scaled as they were.
         records_options = (read_manifest(FLAGS.data_dir).get("options")
                            if FLAGS.data_dir and not FLAGS.use_synthetic_data else None)
-        preprocessing = model_info.paper_preprocessing(FLAGS.image_size, records_options)
+        preprocessing = model_info.paper_preprocessing(
+            FLAGS.image_size, records_options, resize_shorter_side=FLAGS.resize_side)
         callbacks.write_json_atomically(
             os.path.join(FLAGS.model_dir, model_info.FILENAME),
             model_info.for_network(saved, FLAGS.image_size, preprocessing))
