@@ -193,7 +193,7 @@ def test_a_model_whose_record_asks_for_torchvisions_transform_is_scored_with_it(
     result = run_module("alexnet_tf.evaluate", f"--data_dir={records}",
                         f"--model={imported}/model.keras", "--batch_size=16")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "centre crop, 67x67, torchvision preprocessing" in result.stdout
+    assert "centre crop, 67x67 of the image scaled to 100, torchvision preprocessing" in result.stdout
     assert printed_accuracies(result.stdout)[1] == pytest.approx(expected_top1, abs=1e-4)
 
     # A record that does not fit the model is one line naming --model.

@@ -32,7 +32,7 @@ def outcome(flag, saved, now, mid_epoch):
 
 @pytest.mark.parametrize("flag, saved, now", [
     ("cache_records", False, True), ("shuffle_buffer", 1000, 10), ("lighting", 0.1, 0.0),
-    ("crop_region", "paper", "center"), ("label_offset", 0, 1), ("use_synthetic_data", False, True),
+    ("crop_region", "paper", "center"), ("resize_side", 256, 143), ("label_offset", 0, 1), ("use_synthetic_data", False, True),
     ("dropout", 0.5, 0.3), ("mixed_precision", "auto", "mixed_float16"), ("seed", 1, 2),
     ("steps_per_epoch", 10, 12), ("data_dir", "a", "b"),
     ("a_flag_added_later", 1, 2),  # no rule yet: treated as reaching the pipeline
@@ -63,7 +63,8 @@ def test_every_listed_flag_is_one_the_trainer_has(trainer_flags):
 
 def test_nothing_that_reaches_the_records_or_the_network_is_listed_safe(trainer_flags):
     pipeline_and_network = {"data_dir", "use_synthetic_data", "label_offset", "steps_per_epoch",
-                            "shuffle_buffer", "cache_records", "lighting", "crop_region", "seed",
+                            "shuffle_buffer", "cache_records", "lighting", "crop_region", "resize_side",
+                            "seed",
                             "variant", "num_classes", "image_size", "dropout", "initialization",
                             "lrn", "init_from", "train_layers", "batch_size", "mixed_precision"}
     assert not pipeline_and_network & set(resume_flags.SAFE)
