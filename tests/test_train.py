@@ -48,10 +48,18 @@ def run_trainer(data_dir: str, model_dir: str, *flags: str) -> subprocess.Comple
                           env=environment(), capture_output=True, text=True, timeout=240)
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """A job a non-interactive shell starts in the background (`pytest ... &`, some CI
+    runners) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt: a test
+    that presses Ctrl-C would wait on a trainer that cannot hear it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_trainer(data_dir: str, model_dir: str, *flags: str, log_path: str) -> subprocess.Popen:
     log = open(log_path, "w")
     return subprocess.Popen(trainer_command(data_dir, model_dir, *flags), cwd=REPO_ROOT,
-                            env=environment(), stdout=log, stderr=subprocess.STDOUT)
+                            env=environment(), stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
 
 
 def wait_for_epochs(model_dir: str, epochs: int, process: subprocess.Popen) -> None:
