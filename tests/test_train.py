@@ -32,6 +32,8 @@ SMOKE_CONFIG = os.path.join(REPO_ROOT, "configs", "smoke.cfg")
 NUM_CLASSES = 4
 TRAIN_IMAGES = NUM_CLASSES * 16
 BATCH_SIZE = 16  # configs/smoke.cfg
+# two_replica_run's --resize_side: its 67x67 crops see 67/76 of each image, as 227 of 256 do.
+RESIZE_SIDE = 76
 
 
 def trainer_command(data_dir: str, model_dir: str, *flags: str) -> list[str]:
@@ -123,8 +125,8 @@ def records_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def two_replica_run(records_dir, tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("two_replicas"))
-    # --resize_side=76: crops see 67/76 of each image, as 227 of 256 do (paper).
-    result = run_trainer(records_dir, model_dir, "--num_cpu_replicas=2", "--resize_side=76")
+    result = run_trainer(records_dir, model_dir, "--num_cpu_replicas=2",
+                         f"--resize_side={RESIZE_SIDE}")
     assert result.returncode == 0, result.stderr[-3000:]
     return model_dir, result
 
@@ -211,7 +213,8 @@ def test_the_saved_model_takes_float_pixels_though_training_fed_uint8(records_di
         ("images", "float32", (None, 67, 67, 3))]
     assert [layer.name for layer in saved.layers] == [layer.name for layer in fresh.layers]
     validation = data.build_dataset(os.path.join(records_dir, "validation-*"), training=False,
-                                    batch_size=16, image_size=67, label_offset=1)
+                                    batch_size=16, image_size=67, label_offset=1,
+                                    shorter_side=RESIZE_SIDE)
     images, labels = next(iter(validation))
     accuracy = np.mean(np.argmax(saved.predict(images, verbose=0), axis=1) == labels.numpy())
     assert accuracy == pytest.approx(read_json(model_dir, "summary.json")["validation"][
@@ -239,7 +242,7 @@ def test_conv1_filters_and_model_info_are_written_beside_the_curves(two_replica_
     assert (info["variant"], info["image_size"], info["num_classes"]) == ("paper", 67, NUM_CLASSES)
     # Trained on resized records: served originals are first scaled as the converter did.
     assert info["preprocessing"] == {
-        "name": "paper", "resize_shorter_side": 76, "crop_size": 67,
+        "name": "paper", "resize_shorter_side": RESIZE_SIDE, "crop_size": 67,
         "records_resize": {"shorter_side": 160, "center_crop": False, "jpeg_quality": 95},
     }
 
@@ -263,7 +266,8 @@ def test_validation_and_the_saved_model_scale_images_to_resize_side(two_replica_
     """What the trainer validated on is what model_info.json tells evaluate and the export."""
     model_dir, _ = two_replica_run
     last = read_json(model_dir, "history.json")[-1]["val_cross_entropy"]
-    assert validation_cross_entropy(model_dir, records_dir, 76) == pytest.approx(last, rel=1e-4)
+    assert validation_cross_entropy(model_dir, records_dir, RESIZE_SIDE) == pytest.approx(
+        last, rel=1e-4)
     # The fixture tells the sides apart: scaled to the paper's 256, the loss is another.
     assert validation_cross_entropy(model_dir, records_dir, 256) != pytest.approx(last, rel=1e-3)
 

@@ -135,20 +135,19 @@ def ten_crop_function(
     `crop_region` None: the model's own (`default_crop_region`).
     """
     crop_region = crop_region or default_crop_region(info)
+    shorter_side = augment.SHORTER_SIDE
     if info is not None:
         preprocessing = check_fits(info, image_size)
+        shorter_side = preprocessing["resize_shorter_side"]
         if preprocessing["name"] == "torchvision":
-            shorter_side = preprocessing["resize_shorter_side"]
             return lambda image_bytes: torchvision_ten_crop(
                 image_bytes, image_size, shorter_side, crop_region)
-        shorter_side = preprocessing["resize_shorter_side"]
         if model_info.RECORDS_RESIZE in preprocessing:
             decode = _decode_as_records_hold(preprocessing[model_info.RECORDS_RESIZE], None)
             return lambda image_bytes: data.ten_crops(
                 decode(image_bytes), image_size, crop_region, shorter_side)
-        return lambda image_bytes: data.preprocess_for_ten_crop(
-            image_bytes, image_size, crop_region, shorter_side)
-    return lambda image_bytes: data.preprocess_for_ten_crop(image_bytes, image_size, crop_region)
+    return lambda image_bytes: data.preprocess_for_ten_crop(
+        image_bytes, image_size, crop_region, shorter_side)
 
 
 def _decode_as_records_hold(
@@ -182,16 +181,15 @@ def eval_function(
 
     Images over `max_pixels` are refused from their headers either way (`data.decode_image`).
     """
-
-    if info is None:
-        return lambda image_bytes: data.preprocess_for_eval(image_bytes, image_size, max_pixels)
-    preprocessing = check_fits(info, image_size)
-    shorter_side = preprocessing["resize_shorter_side"]
-    if preprocessing["name"] == "torchvision":
-        return lambda image_bytes: torchvision_eval(
-            image_bytes, image_size, shorter_side, max_pixels)
-    if model_info.RECORDS_RESIZE in preprocessing:
-        decode = _decode_as_records_hold(preprocessing[model_info.RECORDS_RESIZE], max_pixels)
-        return lambda image_bytes: data.eval_crop(decode(image_bytes), image_size, shorter_side)
+    shorter_side = augment.SHORTER_SIDE
+    if info is not None:
+        preprocessing = check_fits(info, image_size)
+        shorter_side = preprocessing["resize_shorter_side"]
+        if preprocessing["name"] == "torchvision":
+            return lambda image_bytes: torchvision_eval(
+                image_bytes, image_size, shorter_side, max_pixels)
+        if model_info.RECORDS_RESIZE in preprocessing:
+            decode = _decode_as_records_hold(preprocessing[model_info.RECORDS_RESIZE], max_pixels)
+            return lambda image_bytes: data.eval_crop(decode(image_bytes), image_size, shorter_side)
     return lambda image_bytes: data.preprocess_for_eval(
         image_bytes, image_size, max_pixels, shorter_side)

@@ -41,6 +41,11 @@ class Source:
     weights: dict[str, list[np.ndarray]]
 
 
+def _model_file(path: str) -> str:
+    """The .keras file --init_from names: the path itself, or the model.keras in a folder."""
+    return os.path.join(path, "model.keras") if os.path.isdir(path) else path
+
+
 def read_source(path: str) -> Source:
     """The model in `path` (a .keras file or a folder holding model.keras), as numpy weights.
 
@@ -51,8 +56,7 @@ def read_source(path: str) -> Source:
 
     from alexnet_tf.model import alexnet as model_module
 
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.keras")
+    path = _model_file(path)
     if not os.path.isfile(path) or not zipfile.is_zipfile(path):
         raise InitFromError(f"--init_from={path}: not a .keras model file")
     try:
@@ -121,8 +125,7 @@ def resize_side_of(path: str) -> int | None:
     """
     from alexnet_tf.model import model_info
 
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.keras")
+    path = _model_file(path)
     try:
         info = model_info.read_info(path)
     except model_info.ModelInfoError as error:
