@@ -224,7 +224,8 @@ def test_the_saved_model_takes_float_pixels_though_training_fed_uint8(records_di
 # Seeded, with the paper's dropout 0.5: an interrupted run must then end exactly where an
 # uninterrupted one does (weights, momenta, step count, plateau schedule memory, dropout's
 # random state), not just take as many steps.
-EXACT_RUN_FLAGS = ("--steps_per_epoch=8", "--seed=3")
+# The warm-up (12 of the 24 steps) makes the resumes below land mid-ramp (test_warmup.py).
+EXACT_RUN_FLAGS = ("--steps_per_epoch=8", "--seed=3", "--lr_warmup_epochs=1.5")
 
 
 def test_conv1_filters_and_model_info_are_written_beside_the_curves(two_replica_run):
@@ -365,6 +366,10 @@ def test_a_sigterm_at_a_chosen_step_resumes_exactly_with_dropout_on(records_dir,
     saved = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
     assert saved.get_tensor("completed_epochs/.ATTRIBUTES/VARIABLE_VALUE") == 1
     assert saved.get_tensor("steps_into_epoch/.ATTRIBUTES/VARIABLE_VALUE") == 3
+    # 11 steps into the 12-step warm-up of smoke.cfg's 0.001: the rate step 11 ran at.
+    rate = [saved.get_tensor(name) for name in saved.get_variable_to_shape_map()
+            if name.startswith("optimizer/") and "learning_rate" in name]
+    assert rate and rate[0] == pytest.approx(0.001 * 11 / 12, rel=1e-5), rate
 
     result = run_trainer(records_dir, model_dir, *EXACT_RUN_FLAGS)
     assert result.returncode == 0, result.stderr[-3000:]

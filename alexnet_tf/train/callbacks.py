@@ -159,15 +159,21 @@ def load_history(path: str, completed_epochs: int) -> list[dict]:
 
 
 class LearningRateFromSchedule(keras.callbacks.Callback):
-    """Sets the rate when an epoch begins; tells the schedule the validation error at its end."""
+    """Sets the rate when an epoch begins; tells the schedule the validation error at its end.
 
-    def __init__(self, schedule):
+    With a warm-up (schedules.LinearWarmup) the epoch's rate goes to the warm-up, which the
+    training step scales by its ramp; the log still shows the epoch's rate."""
+
+    def __init__(self, schedule, warmup=None):
         super().__init__()
         self.schedule = schedule
+        self.warmup = warmup
         self._epoch_learning_rate = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_learning_rate = self.schedule.learning_rate(epoch)
+        if self.warmup is not None:
+            self.warmup.epoch_rate.assign(self._epoch_learning_rate)
         self.model.optimizer.learning_rate.assign(self._epoch_learning_rate)
 
     def on_epoch_end(self, epoch, logs=None):

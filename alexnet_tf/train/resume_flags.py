@@ -43,6 +43,7 @@ SAFE = {
                      "has made",
     "lr_decay_factor": "reductions made so far are recomputed with the new factor",
     "lr_patience": "the schedule's next decision uses it",
+    "lr_warmup_epochs": "the ramp of the next steps, counted from the steps already taken",
     "lr_min_delta": "the schedule's next decision uses it",
     "lr_max_reductions": "the schedule's next decision uses it",
     "lr_step_epochs": "the step schedule's next boundary uses it",

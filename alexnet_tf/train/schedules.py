@@ -141,6 +141,38 @@ class CosineSchedule(tf.Module):
         return {}
 
 
+class LinearWarmup:
+    """Ramps the rate linearly over an optimizer's first `steps` steps (Goyal et al., 2017).
+
+    Step k (from 0) runs at `epoch_rate * min(1, (k + 1) / steps)`: a large rate on freshly
+    initialised weights throws the loss up before it learns (Imagenette, He init: 0.01 at batch
+    64 sat at chance for 100 steps, 0.005 did not), and the ramp lets the later steps use it.
+    The fraction is computed inside each training step from the optimizer's step count, so
+    several steps per execution ramp exactly as one does, and a resumed run carries on the
+    ramp where it stopped. Deliberately a plain object, not a `tf.Module`: nothing here
+    belongs in a checkpoint (the callback sets `epoch_rate` as each epoch begins).
+    """
+
+    def __init__(self, steps: int):
+        if steps < 1:
+            raise ValueError(f"warm-up steps must be at least 1, got {steps}")
+        self.steps = steps
+        self.epoch_rate = tf.Variable(0.0, dtype=tf.float32, trainable=False,
+                                      name="warmup_epoch_rate")
+
+    def rate(self, steps_taken) -> tf.Tensor:
+        """The rate of the step after `steps_taken` optimizer steps."""
+        fraction = tf.minimum(1.0, tf.cast(steps_taken + 1, tf.float32) / self.steps)
+        return self.epoch_rate * fraction
+
+
+def warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
+    """--lr_warmup_epochs in optimizer steps: 0 for none, else at least one."""
+    if warmup_epochs <= 0:
+        return 0
+    return max(1, round(warmup_epochs * steps_per_epoch))
+
+
 def build_schedule(
     name: str,
     *,

@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 
 from alexnet_tf.data import device_input
-from alexnet_tf.train import keras_internals
+from alexnet_tf.train import keras_internals, schedules
 
 
 class TrainingModel(keras_internals.BuildsFromInputSpec, keras.Model):
@@ -38,11 +38,14 @@ class TrainingModel(keras_internals.BuildsFromInputSpec, keras.Model):
       xla_per_replica: XLA-compile each replica's forward and backward pass (see
         `_xla_train_step`); compile with `jit_compile=False` then.
       multi_worker: return each step's logs as [1] vectors, for MultiWorkerMirroredStrategy.
+      warmup: ramp the learning rate over the first steps (schedules.LinearWarmup); the
+        optimizer's rate is then set inside every step.
     """
 
     def __init__(self, network: keras.Model, *, xla_per_replica: bool = False,
-                 multi_worker: bool = False):
+                 multi_worker: bool = False, warmup: schedules.LinearWarmup | None = None):
         super().__init__(inputs=network.inputs, outputs=network.outputs, name=network.name)
+        self.warmup = warmup
         self.xla_per_replica = xla_per_replica
         self.multi_worker = multi_worker
         self.input_spec_for_build = (tf.TensorSpec(network.inputs[0].shape, tf.float32),
@@ -56,6 +59,9 @@ class TrainingModel(keras_internals.BuildsFromInputSpec, keras.Model):
         images, labels = data[0], data[1]
         if device_input.is_deferred(images):  # (uint8 crops, offsets); synthetic data is float
             images = device_input.to_model_input(*images)
+        if self.warmup is not None:
+            # Before the update reads it; the optimizer's variable, so checkpoints keep their form.
+            self.optimizer.learning_rate.assign(self.warmup.rate(self.optimizer.iterations))
         if self.xla_per_replica:
             logs = self._xla_train_step(images, labels)
         else:

@@ -124,6 +124,10 @@ flags.DEFINE_enum("lr_schedule", "plateau", schedules.SCHEDULES, "'plateau': div
                   "1/--lr_decay_factor when validation error stops improving, at most "
                   "--lr_max_reductions times (paper, 5); 'step': every --lr_step_epochs; "
                   "'cosine': to 0 over --epochs.")
+flags.DEFINE_float("lr_warmup_epochs", 0.0, "Raise the rate linearly from 1/N of it to the "
+                   "schedule's over the first N optimizer steps, N = this many epochs' steps "
+                   "(Goyal et al. 2017; not in the paper). Lets a short run start at a rate that "
+                   "would throw freshly initialised weights off; 0: none.", lower_bound=0.0)
 flags.DEFINE_float("lr_decay_factor", 0.1, "Multiplier of each plateau or step reduction, "
                    "in (0, 1).", lower_bound=1e-6, upper_bound=0.999999)
 flags.DEFINE_integer("lr_patience", 5, "Plateau: epochs without improvement before a "
@@ -392,7 +396,8 @@ def make_datasets(strategy: tf.distribute.Strategy) -> tuple:
     return training_data, distribution.distribute(strategy, validation_fn), steps
 
 
-def build_and_compile(strategy: tf.distribute.Strategy) -> steps.TrainingModel:
+def build_and_compile(strategy: tf.distribute.Strategy,
+                      warmup_steps: int = 0) -> steps.TrainingModel:
     try:
         source = finetune.read_source(FLAGS.init_from) if FLAGS.init_from else None
         architecture = finetune.architecture(
@@ -422,6 +427,7 @@ def build_and_compile(strategy: tf.distribute.Strategy) -> steps.TrainingModel:
         # The network with the trainer's steps (steps.py), sharing its variables.
         network = steps.TrainingModel(
             network, xla_per_replica=per_replica_xla,
+            warmup=schedules.LinearWarmup(warmup_steps) if warmup_steps else None,
             multi_worker=isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
         network.compile(
             optimizer=optimizer,
@@ -527,7 +533,11 @@ def train() -> dict:
         except labels.ClassListError as error:
             raise app.UsageError(f"--model_dir: {error}") from None
     training_data, validation_data, steps_per_epoch = make_datasets(strategy)
-    network = build_and_compile(strategy)
+    warmup_steps = schedules.warmup_steps(FLAGS.lr_warmup_epochs, steps_per_epoch)
+    network = build_and_compile(strategy, warmup_steps)
+    if warmup_steps:
+        logging.info("Learning-rate warm-up: the first %d steps ramp linearly to the schedule's "
+                     "rate (%g in the first epoch)", warmup_steps, FLAGS.learning_rate)
     schedule = schedules.build_schedule(
         FLAGS.lr_schedule, initial_learning_rate=FLAGS.learning_rate, epochs=FLAGS.epochs,
         factor=FLAGS.lr_decay_factor, patience=FLAGS.lr_patience,
@@ -567,7 +577,7 @@ def train() -> dict:
                               first_step=steps_done),
         execution.ExactStepsPerExecution(FLAGS.train_steps, step_count),
         throughput,
-        callbacks.LearningRateFromSchedule(schedule),
+        callbacks.LearningRateFromSchedule(schedule, network.warmup),
         callbacks.SaveEachEpoch(
             checkpoint, history=history,
             history_path=history_path if chief else None,
