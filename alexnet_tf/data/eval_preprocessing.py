@@ -127,6 +127,16 @@ def check_fits(info: dict, image_size: int) -> dict:
     return preprocessing
 
 
+def _preparation(info: dict | None, image_size: int) -> tuple[str, int, dict | None]:
+    """What eval_function and ten_crop_function dispatch on: the record's scheme, its shorter
+    side and its resized records' settings (None: originals); no record: the paper's at 256."""
+    if info is None:
+        return "paper", augment.SHORTER_SIDE, None
+    preprocessing = check_fits(info, image_size)
+    return (preprocessing["name"], preprocessing["resize_shorter_side"],
+            preprocessing.get(model_info.RECORDS_RESIZE))
+
+
 def ten_crop_function(
     info: dict | None, image_size: int, crop_region: str | None = None
 ) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -135,17 +145,14 @@ def ten_crop_function(
     `crop_region` None: the model's own (`default_crop_region`).
     """
     crop_region = crop_region or default_crop_region(info)
-    shorter_side = augment.SHORTER_SIDE
-    if info is not None:
-        preprocessing = check_fits(info, image_size)
-        shorter_side = preprocessing["resize_shorter_side"]
-        if preprocessing["name"] == "torchvision":
-            return lambda image_bytes: torchvision_ten_crop(
-                image_bytes, image_size, shorter_side, crop_region)
-        if model_info.RECORDS_RESIZE in preprocessing:
-            decode = _decode_as_records_hold(preprocessing[model_info.RECORDS_RESIZE], None)
-            return lambda image_bytes: data.ten_crops(
-                decode(image_bytes), image_size, crop_region, shorter_side)
+    scheme, shorter_side, records = _preparation(info, image_size)
+    if scheme == "torchvision":
+        return lambda image_bytes: torchvision_ten_crop(
+            image_bytes, image_size, shorter_side, crop_region)
+    if records is not None:
+        decode = _decode_as_records_hold(records, None)
+        return lambda image_bytes: data.ten_crops(
+            decode(image_bytes), image_size, crop_region, shorter_side)
     return lambda image_bytes: data.preprocess_for_ten_crop(
         image_bytes, image_size, crop_region, shorter_side)
 
@@ -181,15 +188,12 @@ def eval_function(
 
     Images over `max_pixels` are refused from their headers either way (`data.decode_image`).
     """
-    shorter_side = augment.SHORTER_SIDE
-    if info is not None:
-        preprocessing = check_fits(info, image_size)
-        shorter_side = preprocessing["resize_shorter_side"]
-        if preprocessing["name"] == "torchvision":
-            return lambda image_bytes: torchvision_eval(
-                image_bytes, image_size, shorter_side, max_pixels)
-        if model_info.RECORDS_RESIZE in preprocessing:
-            decode = _decode_as_records_hold(preprocessing[model_info.RECORDS_RESIZE], max_pixels)
-            return lambda image_bytes: data.eval_crop(decode(image_bytes), image_size, shorter_side)
+    scheme, shorter_side, records = _preparation(info, image_size)
+    if scheme == "torchvision":
+        return lambda image_bytes: torchvision_eval(
+            image_bytes, image_size, shorter_side, max_pixels)
+    if records is not None:
+        decode = _decode_as_records_hold(records, max_pixels)
+        return lambda image_bytes: data.eval_crop(decode(image_bytes), image_size, shorter_side)
     return lambda image_bytes: data.preprocess_for_eval(
         image_bytes, image_size, max_pixels, shorter_side)
