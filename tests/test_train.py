@@ -400,6 +400,7 @@ def test_several_steps_per_execution_train_exactly_like_one(records_dir, uninter
         (("--data_dir=",), "--data_dir"),
         (("--seed=-1",), "--seed"),
         (("--learning_rate=nan",), "--learning_rate"),
+        (("--lr_warmup_epochs=nan",), "--lr_warmup_epochs"),
     ],
 )
 def test_bad_flags_give_one_line_naming_the_flag(records_dir, tmp_path, flags, named):

@@ -183,7 +183,7 @@ flags.register_multi_flags_validator(
     message="--image_size is larger than --resize_side: a crop cannot exceed the scaled image",
     flag_values=FLAGS)
 for _name in ("learning_rate", "momentum", "weight_decay", "dropout", "lr_decay_factor",
-              "lr_min_delta"):
+              "lr_min_delta", "lr_warmup_epochs"):
     # NaN passes every bound (all comparisons with it are False): a run at lr=nan "succeeds".
     flags.register_validator(_name, lambda value: value is None or math.isfinite(value),
                              message=f"--{_name} must be a finite number", flag_values=FLAGS)
