@@ -5,6 +5,9 @@ Only the parameter-count test builds 227x227 1000-class models; the rest use 67x
 (the smallest the paper's net takes) and a few classes.
 """
 
+import os
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -75,6 +78,30 @@ def test_single_tower_pools_the_smallest_input_to_six_by_six():
     assert model.get_layer("pool5").output.shape == (None, 1, 1, 256)
     assert model.get_layer("fc6").kernel.shape == (9216, 4096)
     assert model.predict(small_images(1, 63), verbose=0).shape == (1, 3)
+
+
+def flag_in_config(name: str, flag: str) -> int:
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", name)
+    with open(path) as handle:
+        return int(re.search(rf"^--{flag}=(\d+)$", handle.read(), re.M).group(1))
+
+
+def test_imagenette_configs_crop_leaves_no_row_out_of_a_valid_window_and_keeps_the_papers_view():
+    # configs/imagenette.cfg chose 131 over 127 because at 127 every pooling dropped its input's
+    # last row and column (and pool5 gave the same 2x2 as 99); the crop covers 227/256 of the photo.
+    image_size = flag_in_config("imagenette.cfg", "image_size")
+    model = build_alexnet(variant="paper", image_size=image_size, num_classes=10)
+    windows = [layer for layer in model.layers
+               if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D))
+               and layer.padding == "valid"]
+    assert [layer.name for layer in windows] == ["conv1", "pool1", "pool2", "pool5"]
+    for layer in windows:
+        side = layer.input.shape[1]
+        window = layer.kernel_size[0] if hasattr(layer, "kernel_size") else layer.pool_size[0]
+        assert (side - window) % layer.strides[0] == 0, (layer.name, side, window)
+    assert model.get_layer("pool5").output.shape[1] >= 3
+    resize_side = flag_in_config("imagenette.cfg", "resize_side")
+    assert abs(resize_side * 227 / 256 - image_size) < 1, (image_size, resize_side)
 
 
 def test_saved_model_file_loads_and_gives_identical_logits(small_paper_model, tmp_path):
