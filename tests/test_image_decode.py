@@ -192,7 +192,10 @@ def test_a_bmp_is_measured_as_tensorflows_decoder_reads_it():
 
 
 def test_a_progressive_jpeg_with_hundreds_of_repeated_scans_is_refused_before_decoding():
-    plain = encode(Image.fromarray(photo(128, 128)), "JPEG", quality=90, progressive=True)
+    # 256x256, not smaller: refusing walks the crafted bytes (5 MB here), decoding redoes every
+    # pixel per scan; at 128x128 decoding took only ~10 ms, 2.4-5x the refusal, and the ratio
+    # below failed under CI's load (a clean-clone CI of 2026-12-04); here it is ~11x.
+    plain = encode(Image.fromarray(photo(256, 256)), "JPEG", quality=90, progressive=True)
     crafted = image_bombs.jpeg_with_repeated_last_scan(plain, 500)
     # Each scan is decoded over every pixel again: the time grows with the bytes sent.
     decoded = cpu_seconds(crafted, max_pixels=None)
@@ -200,7 +203,7 @@ def test_a_progressive_jpeg_with_hundreds_of_repeated_scans_is_refused_before_de
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"JPEG of over 100 scans is over the limit of 100 scans per image"):
         decode(crafted, max_pixels=image_decode.DEFAULT_MAX_PIXELS)
     assert cpu_seconds(crafted, image_decode.DEFAULT_MAX_PIXELS) < decoded / 4
-    assert decode(plain, max_pixels=SIZE * 10).shape == (128, 128, 3)
+    assert decode(plain, max_pixels=256 * 256).shape == (256, 256, 3)
 
 
 def test_a_gif_of_many_tiny_sub_blocks_costs_what_a_plain_one_costs_or_is_refused():
@@ -225,9 +228,14 @@ def test_the_frame_walk_takes_a_large_gifs_sub_blocks_in_runs(block_bytes):
     frame_end = tf.function(headers.gif_frame_end)  # traced, as the serving graph runs it
     end, problem = frame_end(tf.constant(image), tf.constant(23, tf.int64))
     assert (int(end), problem.numpy()) == (len(image) - 1, b"")
-    start = time.process_time()
-    frame_end(tf.constant(image), tf.constant(23, tf.int64))[0].numpy()
-    assert time.process_time() - start < 0.5
+    # The least of three calls (~0.17 s each on a 2-core CI machine): one call alone once took
+    # 0.79 s there, a spike of the machine, not of the walk (block by block it takes seconds).
+    seconds = []
+    for _ in range(3):
+        start = time.process_time()
+        frame_end(tf.constant(image), tf.constant(23, tf.int64))[0].numpy()
+        seconds.append(time.process_time() - start)
+    assert min(seconds) < 0.5
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
