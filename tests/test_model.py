@@ -1,8 +1,9 @@
 """build_alexnet: the published parameter counts, the paper's initialisation, and the
 properties the trainer, the exporter and the server rely on.
 
-Only the parameter-count test builds 227x227 1000-class models; the rest use 67x67 inputs
-(the smallest the paper's net takes) and a few classes.
+Only the parameter-count test builds 227x227 1000-class models and the imagenette.cfg check
+one at that config's size; the rest use 67x67 inputs (the smallest the paper's net takes) and
+a few classes.
 """
 
 import os
