@@ -13,12 +13,15 @@ is timed:
     `alexnet_tf.train --use_synthetic_data` does (default strategy, tf.data of one batch
     repeated, `model.fit`, the trainer's `Throughput` callback), under the global policy
     "float32" or "mixed_bfloat16";
-  * PyTorch: the same layers written out below (no torchvision), float32 in the default
-    (NCHW) layout and in channels_last, and bfloat16 under `torch.autocast("cpu")` with
-    channels_last, `torch.set_num_threads(os.cpu_count())`.
-Each setting runs in its own subprocess (no dtype policy or thread pool leaks between them);
-the rounds interleave the frameworks, and the best of the rounds counts for each setting.
-The last line gives the two ratios.
+  * PyTorch: the same layers written out below (no torchvision), float32 and bfloat16 (under
+    `torch.autocast("cpu")`), each in the default (NCHW) layout and in channels_last,
+    `torch.set_num_threads(os.cpu_count())`. Which layout is faster depends on the CPU and
+    the precision, so PyTorch's best is the fastest of the four.
+Each setting runs in its own subprocess (no dtype policy or thread pool leaks between them),
+under glibc's default malloc and under malloc_settings.py's (`--malloc`), which doubles
+PyTorch's CPU speed and leaves Keras's as it is; the rounds interleave the frameworks, and
+the best of the rounds and of the allocators counts for each setting. The last line gives
+the two ratios.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import os
 import subprocess
 import sys
 import time
+
+import malloc_settings
 
 PAPER_PARAMETERS = 60_965_224
 IMAGE_SIZE = 227
@@ -47,6 +52,7 @@ SETTINGS = {
     "keras:mixed_bfloat16": ("Keras", "mixed_bfloat16"),
     "torch:float32": ("PyTorch", "float32"),
     "torch:float32_channels_last": ("PyTorch", "float32 channels_last"),
+    "torch:bfloat16": ("PyTorch", "bf16 autocast"),
     "torch:bfloat16_channels_last": ("PyTorch", "bf16 autocast channels_last"),
 }
 RESULT_PREFIX = "RESULT "
@@ -62,12 +68,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Measurements of each setting, interleaved; the best counts.")
     parser.add_argument("--settings", default=",".join(SETTINGS),
                         help=f"Comma-separated settings to measure, of: {', '.join(SETTINGS)}.")
+    parser.add_argument("--malloc", default="default,tuned",
+                        help="glibc malloc settings to measure each setting under: default, "
+                             "tuned (benchmarks/malloc_settings.py), or default,tuned.")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.settings = [s for s in args.settings.split(",") if s]
     unknown = [s for s in args.settings if s not in SETTINGS]
     if unknown:
         parser.error(f"unknown --settings {unknown}; choose from {list(SETTINGS)}")
+    args.malloc = [m for m in args.malloc.split(",") if m]
+    if not args.malloc or any(m not in ("default", "tuned") for m in args.malloc):
+        parser.error("--malloc takes default, tuned or default,tuned; got "
+                     f"{','.join(args.malloc)!r}")
     for name in ("batch_size", "warmup_steps", "steps", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
@@ -179,11 +192,15 @@ def run_worker(args: argparse.Namespace) -> None:
           flush=True)
 
 
-def measure_in_subprocess(setting: str, args: argparse.Namespace) -> float:
+def measure_in_subprocess(setting: str, malloc: str, args: argparse.Namespace) -> float:
     command = [sys.executable, os.path.abspath(__file__), f"--worker={setting}",
                f"--batch_size={args.batch_size}", f"--warmup_steps={args.warmup_steps}",
                f"--steps={args.steps}"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    for name in malloc_settings.TUNED:
+        env.pop(name, None)
+    if malloc == "tuned":
+        env = malloc_settings.tuned_environment(env)
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     lines = [l for l in done.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
     if done.returncode or not lines:
@@ -201,7 +218,9 @@ def load_average() -> str:
 
 
 def best_of(best: dict[str, float], prefix: str, precision: str = "") -> tuple[str, float]:
-    """(setting, images/s) of the fastest measured setting of a framework (and precision)."""
+    """(setting, images/s) of the fastest measured setting of a framework (and precision).
+
+    `best` holds each setting's best rate over the rounds and the allocators."""
     candidates = {s: r for s, r in best.items()
                   if s.startswith(prefix) and s.split(":", 1)[1].startswith(precision)}
     if not candidates:
@@ -217,19 +236,27 @@ def ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.2f}x"
 
 
-def report(best: dict[str, float], args: argparse.Namespace) -> None:
-    print(f"\n{'framework':<10} {'precision':<30} {'images/s':>9}")
+def report(rates: dict[tuple[str, str], float], args: argparse.Namespace) -> None:
+    """The table, then the ratios of each setting's best over the allocators."""
+    print(f"\n{'framework':<10} {'precision':<30} " + " ".join(
+        f"{'malloc ' + m:>15}" for m in args.malloc))
     for setting in args.settings:
         framework, precision = SETTINGS[setting]
-        print(f"{framework:<10} {precision:<30} {best[setting]:>9.1f}")
+        print(f"{framework:<10} {precision:<30} " + " ".join(
+            f"{rates[setting, m]:>15.1f}" for m in args.malloc))
+    best = {s: max(rates[s, m] for m in args.malloc) for s in args.settings}
+    fastest_malloc = {s: max(args.malloc, key=lambda m: rates[s, m]) for s in args.settings}
     keras_bf16 = best.get("keras:mixed_bfloat16", float("nan"))
     keras_f32 = best.get("keras:float32", float("nan"))
     torch_best, torch_best_rate = best_of(best, "torch:")
     torch_f32, torch_f32_rate = best_of(best, "torch:", "float32")
-    which = SETTINGS[torch_best][1] if torch_best else "none measured"
+    which = (f"{SETTINGS[torch_best][1]}, malloc {fastest_malloc[torch_best]}" if torch_best
+             else "none measured")
     print(f"\nKeras mixed_bfloat16 / PyTorch best ({which}): {ratio(keras_bf16, torch_best_rate)}"
           f" (target >= 2.5x)")
-    print(f"Keras float32 / PyTorch float32 ({SETTINGS[torch_f32][1] if torch_f32 else 'none'}):"
+    f32_which = (f"{SETTINGS[torch_f32][1]}, malloc {fastest_malloc[torch_f32]}" if torch_f32
+                 else "none")
+    print(f"Keras float32 / PyTorch float32 ({f32_which}):"
           f" {ratio(keras_f32, torch_f32_rate)} (target >= 2x)")
     print(f"train_throughput: Keras mixed_bfloat16 / PyTorch's best CPU setting ({which}): "
           f"{ratio(keras_bf16, torch_best_rate)}; float32 vs float32: "
@@ -246,16 +273,18 @@ def main() -> None:
     print(f"AlexNet (paper) training, batch {args.batch_size}, {IMAGE_SIZE}x{IMAGE_SIZE}, "
           f"{os.cpu_count()} CPU cores; {args.warmup_steps} warm-up + {args.steps} timed steps, "
           f"best of {args.rounds} rounds. Load average at start: {load_average()}", flush=True)
-    best: dict[str, float] = {}
+    rates: dict[tuple[str, str], float] = {}
+    runs = [(setting, malloc) for malloc in args.malloc for setting in args.settings]
     for round_index in range(args.rounds):
         # Alternate the order, so that drift in the machine's load hits all settings alike.
-        order = args.settings if round_index % 2 == 0 else args.settings[::-1]
-        for setting in order:
-            rate = measure_in_subprocess(setting, args)
-            best[setting] = max(rate, best.get(setting, 0.0))
-            print(f"  round {round_index + 1}: {setting:<30} {rate:7.1f} images/s", flush=True)
+        order = runs if round_index % 2 == 0 else runs[::-1]
+        for setting, malloc in order:
+            rate = measure_in_subprocess(setting, malloc, args)
+            rates[setting, malloc] = max(rate, rates.get((setting, malloc), 0.0))
+            print(f"  round {round_index + 1}: {setting:<30} malloc {malloc:<8} {rate:7.1f} "
+                  "images/s", flush=True)
     print(f"Load average at end: {load_average()}")
-    report(best, args)
+    report(rates, args)
 
 
 if __name__ == "__main__":
