@@ -5,7 +5,10 @@ start from the SAME weights (drawn once in Keras, copied into torch), and are fe
 batches: one numpy array of random crops and mirrors per epoch, in one order, so the only
 differences left are the frameworks' arithmetic and dropout masks. The recipe is the
 trainer's: SGD with momentum, weight decay as an L2 term on the kernels only (the biases
-are not decayed), one learning-rate schedule stepped per batch. The two train in turns of
+are not decayed), one learning-rate schedule stepped per batch. Ours trains as
+alexnet_tf.train does: its training step (train/steps.py) under `model.fit`, fed the uint8
+crops by tf.data and finishing them to float inside the step; torch gets the same uint8
+crops and makes the same float32 input inside its own timed step. The two train in turns of
 --eval_every steps, so a load spike from other users of the machine falls on both alike.
 
     python benchmarks/learning_curve.py --data_dir=RECORDS --image_size=67 --epochs=10 \
@@ -15,8 +18,10 @@ are not decayed), one learning-rate schedule stepped per batch. The two train in
 train/<class>/*.jpg and val/<class>/*.jpg. Images are scaled to --stored_size on their
 shorter side (default image_size * 256 / 227, the paper's crop-to-image ratio), the central
 square kept, and held in memory. No PCA lighting, no ten-crop: validation is the centre
-crop. --initialization=caffe is bvlc_alexnet's fillers (fc6/fc7 std 0.005, biases 0.1)
-and --lrn=caffe its LRN (alpha divided by n = 5, k = 1).
+crop. Both run under glibc settings that spare PyTorch page faults on every step
+(benchmarks/malloc_settings.py; --notuned_malloc for glibc's defaults, under which PyTorch
+ran at half its speed). --initialization=caffe is bvlc_alexnet's fillers (fc6/fc7 std
+0.005, biases 0.1) and --lrn=caffe its LRN (alpha divided by n = 5, k = 1).
 
 Prints both curves (validation top-1 after every --eval_every steps), the first step at
 which each exceeds --chance_margin over chance, and, last, the time to --target top-1 and
@@ -38,6 +43,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+import malloc_settings  # noqa: E402  (benchmarks/, the script's own folder)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Records from tools/build_tfrecords.py.")
@@ -48,7 +54,10 @@ flags.DEFINE_integer("stored_size", None, "Shorter side the images are held at; 
 flags.DEFINE_integer("images_per_class", None, "Train on only this many images per class.")
 flags.DEFINE_integer("val_images", None, "Score on only this many validation images.")
 flags.DEFINE_integer("epochs", 2, "Epochs for each framework.", lower_bound=1)
-flags.DEFINE_integer("max_steps", None, "Stop both after this many steps.")
+flags.DEFINE_integer("max_steps", None, "Stop both after this many steps (the schedule "
+                     "ends there too).")
+flags.DEFINE_integer("stop_after_steps", None, "Stop both after this many steps of the "
+                     "schedule of --epochs (a shorter look at a long run's start).")
 flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 0.01, "Peak learning rate.")
 flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
@@ -71,6 +80,8 @@ flags.DEFINE_float("target", 0.5, "Top-1 whose time to reach is compared.")
 flags.DEFINE_float("chance_margin", 0.05, "'Left chance' = top-1 above chance + this.")
 flags.DEFINE_integer("seed", 0, "Weights, crops and data order.")
 flags.DEFINE_integer("threads", None, "Threads for each framework (default: all cores).")
+flags.DEFINE_bool("tuned_malloc", True, "Run under benchmarks/malloc_settings.py's glibc "
+                  "settings (PyTorch trains about 2x faster on a CPU under them; ours alike).")
 flags.DEFINE_string("png", None, "Write both validation curves into this PNG.")
 flags.DEFINE_string("cache_dir", None, "Keep the decoded arrays here (an .npz per split and "
                     "size) so later runs skip the decoding.")
@@ -139,15 +150,18 @@ def subsample(images, labels, per_class: int, rng) -> tuple[np.ndarray, np.ndarr
     return images[keep], labels[keep]
 
 
-def random_crops(images: np.ndarray, size: int, rng) -> np.ndarray:
-    """One random size x size crop and a coin-flip mirror of every image."""
-    n, stored = images.shape[0], images.shape[1]
+def random_crops(images: np.ndarray, order: np.ndarray, size: int, rng) -> np.ndarray:
+    """One random size x size crop and a coin-flip mirror of images[order[i]] for every i.
+
+    Indexing inside the loop spares the full copy `images[order]` would make (1.9 GB at 256px).
+    """
+    n, stored = len(order), images.shape[1]
     tops = rng.integers(0, stored - size + 1, n)
     lefts = rng.integers(0, stored - size + 1, n)
     flips = rng.random(n) < 0.5
     out = np.empty((n, size, size, 3), np.uint8)
     for i in range(n):
-        crop = images[i, tops[i]:tops[i] + size, lefts[i]:lefts[i] + size]
+        crop = images[order[i], tops[i]:tops[i] + size, lefts[i]:lefts[i] + size]
         out[i] = crop[:, ::-1] if flips[i] else crop
     return out
 
@@ -171,12 +185,38 @@ def learning_rate(step: int, total_steps: int) -> float:
     return FLAGS.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def build_ours(num_classes: int):
-    """The package's model and optimizer, compiled as alexnet_tf.train compiles them."""
+class StepSchedule:
+    """learning_rate(step) inside the trainer's step, read from the optimizer's step count.
+
+    Plays the part of the trainer's schedules.LinearWarmup in steps.TrainingModel, which sets
+    the optimizer's rate from `rate(steps_taken)` before every update.
+    """
+
+    def __init__(self, total_steps: int):
+        self.total_steps = total_steps
+
+    def rate(self, steps_taken):
+        import tensorflow as tf
+        step = tf.cast(steps_taken, tf.float32)
+        peak = FLAGS.learning_rate
+        if FLAGS.schedule == "cosine":
+            progress = (step - FLAGS.warmup_steps) / max(1, self.total_steps - FLAGS.warmup_steps)
+            rate = peak * 0.5 * (1.0 + tf.cos(math.pi * tf.minimum(1.0, progress)))
+        else:
+            rate = tf.constant(peak, tf.float32)
+        if FLAGS.warmup_steps:
+            rate = tf.where(step < FLAGS.warmup_steps, peak * (step + 1) / FLAGS.warmup_steps,
+                            rate)
+        return rate
+
+
+def build_ours(num_classes: int, total_steps: int):
+    """The package's model, optimizer and training step, compiled as alexnet_tf.train does."""
     import keras
 
     from alexnet_tf.model import alexnet as model_lib
     from alexnet_tf.model.layers import LocalResponseNormalization
+    from alexnet_tf.train import steps
 
     if FLAGS.precision == "bfloat16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -195,11 +235,16 @@ def build_ours(num_classes: int):
         rebuilt = keras.models.clone_model(network, clone_function=caffe_lrn)
         rebuilt.set_weights(network.get_weights())
         network = rebuilt
-    # The trainer's optimizer: Keras SGD, v <- m v - lr g; w <- w + v; g includes wd * w.
+    # The trainer's step (uint8 crops finished inside it) and optimizer: Keras SGD,
+    # v <- m v - lr g; w <- w + v, g including wd * w; the rate set inside every step.
+    network = steps.TrainingModel(network, warmup=StepSchedule(total_steps))
     network.compile(
         optimizer=keras.optimizers.SGD(FLAGS.learning_rate, momentum=FLAGS.momentum),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+        # Keras's loss holds the L2 term too; report the cross-entropy, as torch's is.
+        weighted_metrics=[keras.metrics.SparseCategoricalCrossentropy(
+            from_logits=True, name="cross_entropy")],
+        jit_compile=False)
     return network
 
 
@@ -268,45 +313,75 @@ def build_torch(ours, num_classes: int):
 
 
 class Runner:
-    """One framework's training state: steps taken, seconds spent training, its curve."""
+    """One framework's training state: steps taken, seconds spent training, its curve.
 
-    def __init__(self, name, step_fn, eval_fn):
-        self.name, self.step_fn, self.eval_fn = name, step_fn, eval_fn
+    `train_fn(crops, labels, first_step, end_step)` trains on uint8 crops, one batch per step
+    (each framework turns them into float input itself, inside the timed call), and returns the
+    mean cross-entropy of those steps, NaN once the run diverged.
+    """
+
+    def __init__(self, name, train_fn, eval_fn):
+        self.name, self.train_fn, self.eval_fn = name, train_fn, eval_fn
         self.train_seconds, self.curve, self.losses = 0.0, [], []
 
 
-def make_runners(num_classes: int, val_x: np.ndarray, val_y: np.ndarray) -> list[Runner]:
-    runners = []
-    ours = build_ours(num_classes)
-    val_float = to_float(val_x)
+def make_runners(num_classes: int, val_x: np.ndarray, val_y: np.ndarray,
+                 total_steps: int) -> list[Runner]:
+    import tensorflow as tf
 
-    def ours_step(x, y, lr):
-        ours.optimizer.learning_rate.assign(lr)
-        total = float(ours.train_on_batch(x, y))
-        # Keras's loss holds the L2 term too; report the cross-entropy, as torch's is.
-        return total - float(sum(ours.losses)) if ours.losses else total
+    from alexnet_tf import imagenet
+
+    runners = []
+    ours = build_ours(num_classes, total_steps)
+    # Validation crops stay uint8 and become float a batch at a time: float32 copies of all
+    # 3,925 at 227px (2.4 GB, and torch's NCHW one as much again) ran a 24 GiB machine out of
+    # memory under malloc_settings' no-trim allocator.
+    eval_batch = 256
+
+    def ours_train(crops, labels, first_step, end_step):
+        """alexnet_tf.train's way: a tf.data pipeline of (uint8 crops, offsets) into fit."""
+        if int(ours.optimizer.iterations.numpy()) != first_step:
+            raise RuntimeError(f"ours is at step {int(ours.optimizer.iterations.numpy())}, "
+                               f"asked to start at {first_step}")
+        size, steps = FLAGS.batch_size, end_step - first_step
+        # Sliced a batch at a time, not an image at a time: per-image slices and a batch op
+        # halved the images/s at 227x227 (46 against 85). Not from_generator either: it
+        # switches glibc's trimming back on for the process, and its chunks stalled for
+        # 10-20 s with no CPU in use (2026-12-04).
+        batched_crops = crops[:steps * size].reshape(steps, size, *crops.shape[1:])
+        offsets = np.tile(-imagenet.RGB_MEAN, (steps, size, 1)).astype(np.float32)
+        batched_labels = labels[:steps * size].astype(np.int32).reshape(steps, size)
+        dataset = tf.data.Dataset.from_tensor_slices(((batched_crops, offsets), batched_labels))
+        history = ours.fit(dataset.prefetch(2), epochs=1, steps_per_epoch=steps,
+                           verbose=0, shuffle=False)
+        return float(history.history["cross_entropy"][-1])
 
     def ours_eval():
-        logits = ours.predict(val_float, batch_size=256, verbose=0)
-        return float(np.mean(np.argmax(logits, 1) == val_y))
+        predictions = np.concatenate([
+            np.argmax(ours.predict_on_batch(to_float(val_x[i:i + eval_batch])), 1)
+            for i in range(0, len(val_y), eval_batch)])
+        return float(np.mean(predictions == val_y))
 
     torch_network, torch_optimizer = build_torch(ours, num_classes)
     if "ours" in FLAGS.frameworks:
-        runners.append(Runner("ours", ours_step, ours_eval))
+        runners.append(Runner("ours", ours_train, ours_eval))
     if "torch" in FLAGS.frameworks:
         import torch
         loss_fn = torch.nn.CrossEntropyLoss()
         autocast = FLAGS.precision == "bfloat16"
-        val_torch = torch.from_numpy(np.ascontiguousarray(val_float.transpose(0, 3, 1, 2)))
+
+        def torch_input(batch: np.ndarray):
+            return torch.from_numpy(to_float(batch)).permute(0, 3, 1, 2).contiguous()
+        torch_mean = torch.from_numpy(imagenet.RGB_MEAN).view(1, 3, 1, 1)
 
         def torch_step(x, y, lr):
             for group in torch_optimizer.param_groups:
                 group["lr"] = lr
             torch_network.train()
-            if FLAGS.torch_channels_last:  # NHWC memory seen as NCHW: channels_last, no copy
-                inputs = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
-            else:
-                inputs = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            batch = torch.from_numpy(x).permute(0, 3, 1, 2)  # NHWC memory seen as NCHW
+            if not FLAGS.torch_channels_last:
+                batch = batch.contiguous()
+            inputs = batch.float() - torch_mean  # the same float32 subtraction as to_float
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 loss = loss_fn(torch_network(inputs).float(), torch.from_numpy(y))
             torch_optimizer.zero_grad(set_to_none=True)
@@ -314,21 +389,32 @@ def make_runners(num_classes: int, val_x: np.ndarray, val_y: np.ndarray) -> list
             torch_optimizer.step()
             return float(loss.detach())
 
+        def torch_train(crops, labels, first_step, end_step):
+            losses = []
+            for s in range(first_step, end_step):
+                at = (s - first_step) * FLAGS.batch_size
+                losses.append(torch_step(crops[at:at + FLAGS.batch_size],
+                                         labels[at:at + FLAGS.batch_size],
+                                         learning_rate(s, total_steps)))
+                if not math.isfinite(losses[-1]):
+                    return math.nan
+            return float(np.mean(losses))
+
         def torch_eval():
             torch_network.eval()
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 predictions = torch.cat([
-                    torch_network(val_torch[i:i + 256]).float().argmax(1)
-                    for i in range(0, len(val_torch), 256)
+                    torch_network(torch_input(val_x[i:i + eval_batch])).float().argmax(1)
+                    for i in range(0, len(val_y), eval_batch)
                 ]).numpy()
             return float(np.mean(predictions == val_y))
 
-        runners.append(Runner("torch", torch_step, torch_eval))
+        runners.append(Runner("torch", torch_train, torch_eval))
         # The copy is right only if both give the same logits from the same weights.
         torch_network.eval()
         with torch.no_grad():
-            torch_logits = torch_network(val_torch[:16]).float().numpy()
-        ours_logits = ours.predict(val_float[:16], verbose=0)
+            torch_logits = torch_network(torch_input(val_x[:16])).float().numpy()
+        ours_logits = np.asarray(ours.predict_on_batch(to_float(val_x[:16])), np.float32)
         print(f"initial logits, ours vs torch: max difference "
               f"{np.max(np.abs(ours_logits - torch_logits)):.2e} (rms "
               f"{np.sqrt(np.mean(ours_logits ** 2)):.2e}, spread between images "
@@ -338,6 +424,8 @@ def make_runners(num_classes: int, val_x: np.ndarray, val_y: np.ndarray) -> list
 
 def main(argv):
     del argv
+    if FLAGS.tuned_malloc:
+        malloc_settings.rerun_tuned()
     if FLAGS.threads:
         import tensorflow as tf
         import torch
@@ -359,11 +447,11 @@ def main(argv):
           f"stored {train_x.shape[1]}px, crops {FLAGS.image_size}px; loaded in "
           f"{time.perf_counter() - started:.0f} s", flush=True)
 
-    runners = make_runners(num_classes, val_x, val_y)
     steps_per_epoch = len(train_y) // FLAGS.batch_size
     total_steps = steps_per_epoch * FLAGS.epochs
     if FLAGS.max_steps:
         total_steps = min(total_steps, FLAGS.max_steps)
+    runners = make_runners(num_classes, val_x, val_y, total_steps)
     eval_every = FLAGS.eval_every or steps_per_epoch
     for runner in runners:
         runner.curve.append((0, 0.0, runner.eval_fn()))
@@ -380,30 +468,27 @@ def main(argv):
 
 def train(runners, train_x, train_y, steps_per_epoch, total_steps, eval_every, rng) -> None:
     """Epochs of shared crops; each runner takes eval_every steps in turn, then validates."""
-    step = 0
-    while step < total_steps:
+    step, stop = 0, min(total_steps, FLAGS.stop_after_steps or total_steps)
+    while step < stop:
         epoch = step // steps_per_epoch
         order = rng.permutation(len(train_y))
-        epoch_x = random_crops(train_x[order], FLAGS.image_size, rng)
+        epoch_x = random_crops(train_x, order, FLAGS.image_size, rng)
         epoch_y = train_y[order]
-        epoch_end = min(total_steps, (epoch + 1) * steps_per_epoch)
+        epoch_end = min(stop, (epoch + 1) * steps_per_epoch)
         while step < epoch_end:
             chunk_end = min(epoch_end, (step // eval_every + 1) * eval_every)
+            first = (step - epoch * steps_per_epoch) * FLAGS.batch_size
+            end = (chunk_end - epoch * steps_per_epoch) * FLAGS.batch_size
             for runner in runners:
                 if runner.curve and not math.isfinite(runner.losses[-1] if runner.losses else 0):
                     continue  # diverged: its curve ends here
-                losses = []
+                if FLAGS.tuned_malloc:
+                    malloc_settings.reassert()  # undo the trim threshold from_generator set
                 began = time.perf_counter()
-                for s in range(step, chunk_end):
-                    at = (s - epoch * steps_per_epoch) * FLAGS.batch_size
-                    x = to_float(epoch_x[at:at + FLAGS.batch_size])
-                    y = epoch_y[at:at + FLAGS.batch_size]
-                    losses.append(runner.step_fn(x, y, learning_rate(s, total_steps)))
-                    if not math.isfinite(losses[-1]):
-                        break
+                loss = runner.train_fn(epoch_x[first:end], epoch_y[first:end], step, chunk_end)
                 runner.train_seconds += time.perf_counter() - began
                 runner.curve.append((chunk_end, runner.train_seconds, runner.eval_fn()))
-                runner.losses.append(float(np.mean(losses)))
+                runner.losses.append(loss)
             step = chunk_end
             print(f"step {step} (epoch {step / steps_per_epoch:.2f}): " + ", ".join(
                 f"{r.name} top-1 {r.curve[-1][2]:.3f} loss {r.losses[-1]:.3f} "
@@ -450,8 +535,9 @@ def report(runners, chance, steps_per_epoch, total_steps, train_images) -> None:
     if len(runners) == 2:
         ours_final, torch_final = runners[0].curve[-1][2], runners[1].curve[-1][2]
         print(f"final top-1 ours - torch: {100 * (ours_final - torch_final):+.1f} points")
-        print(f"training images/s ours / torch: "
-              f"{runners[1].train_seconds / max(runners[0].train_seconds, 1e-9):.2f}x")
+        # Per-step rates: a run stopped early leaves the two with unequal step counts.
+        ours_rate, torch_rate = (r.curve[-1][0] / max(r.train_seconds, 1e-9) for r in runners)
+        print(f"training images/s ours / torch: {ours_rate / max(torch_rate, 1e-9):.2f}x")
         if times["ours"] and times["torch"]:
             print(f"time to {FLAGS.target:.2f} top-1, torch / ours: "
                   f"{times['torch'] / times['ours']:.2f}x")
