@@ -176,20 +176,12 @@ def to_float(batch: np.ndarray) -> np.ndarray:
     return batch.astype(np.float32) - imagenet.RGB_MEAN
 
 
-def learning_rate(step: int, total_steps: int) -> float:
-    if step < FLAGS.warmup_steps:
-        return FLAGS.learning_rate * (step + 1) / FLAGS.warmup_steps
-    if FLAGS.schedule == "constant":
-        return FLAGS.learning_rate
-    progress = (step - FLAGS.warmup_steps) / max(1, total_steps - FLAGS.warmup_steps)
-    return FLAGS.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+class PerStepRate:
+    """The learning rate of each step: linear warm-up, then constant or cosine to 0.
 
-
-class StepSchedule:
-    """learning_rate(step) inside the trainer's step, read from the optimizer's step count.
-
-    Plays the part of the trainer's schedules.LinearWarmup in steps.TrainingModel, which sets
-    the optimizer's rate from `rate(steps_taken)` before every update.
+    Ours reads it inside the trainer's step (it plays the part of schedules.LinearWarmup in
+    steps.TrainingModel, which sets the optimizer's rate from `rate(steps_taken)` before every
+    update); torch reads the same values, computed once, from `table()`.
     """
 
     def __init__(self, total_steps: int):
@@ -209,8 +201,13 @@ class StepSchedule:
                             rate)
         return rate
 
+    def table(self) -> np.ndarray:
+        """rate(step) for every step of the run, in float32 as ours reads it."""
+        import tensorflow as tf
+        return self.rate(tf.range(self.total_steps)).numpy()
 
-def build_ours(num_classes: int, total_steps: int):
+
+def build_ours(num_classes: int, schedule: PerStepRate):
     """The package's model, optimizer and training step, compiled as alexnet_tf.train does."""
     import keras
 
@@ -237,7 +234,7 @@ def build_ours(num_classes: int, total_steps: int):
         network = rebuilt
     # The trainer's step (uint8 crops finished inside it) and optimizer: Keras SGD,
     # v <- m v - lr g; w <- w + v, g including wd * w; the rate set inside every step.
-    network = steps.TrainingModel(network, warmup=StepSchedule(total_steps))
+    network = steps.TrainingModel(network, warmup=schedule)
     network.compile(
         optimizer=keras.optimizers.SGD(FLAGS.learning_rate, momentum=FLAGS.momentum),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -332,7 +329,8 @@ def make_runners(num_classes: int, val_x: np.ndarray, val_y: np.ndarray,
     from alexnet_tf import imagenet
 
     runners = []
-    ours = build_ours(num_classes, total_steps)
+    schedule = PerStepRate(total_steps)
+    ours = build_ours(num_classes, schedule)
     # Validation crops stay uint8 and become float a batch at a time: float32 copies of all
     # 3,925 at 227px (2.4 GB, and torch's NCHW one as much again) ran a 24 GiB machine out of
     # memory under malloc_settings' no-trim allocator.
@@ -389,13 +387,15 @@ def make_runners(num_classes: int, val_x: np.ndarray, val_y: np.ndarray,
             torch_optimizer.step()
             return float(loss.detach())
 
+        rates = schedule.table()
+
         def torch_train(crops, labels, first_step, end_step):
             losses = []
             for s in range(first_step, end_step):
                 at = (s - first_step) * FLAGS.batch_size
                 losses.append(torch_step(crops[at:at + FLAGS.batch_size],
                                          labels[at:at + FLAGS.batch_size],
-                                         learning_rate(s, total_steps)))
+                                         float(rates[s])))
                 if not math.isfinite(losses[-1]):
                     return math.nan
             return float(np.mean(losses))
@@ -482,8 +482,6 @@ def train(runners, train_x, train_y, steps_per_epoch, total_steps, eval_every, r
             for runner in runners:
                 if runner.curve and not math.isfinite(runner.losses[-1] if runner.losses else 0):
                     continue  # diverged: its curve ends here
-                if FLAGS.tuned_malloc:
-                    malloc_settings.reassert()  # undo the trim threshold from_generator set
                 began = time.perf_counter()
                 loss = runner.train_fn(epoch_x[first:end], epoch_y[first:end], step, chunk_end)
                 runner.train_seconds += time.perf_counter() - began

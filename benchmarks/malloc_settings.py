@@ -9,7 +9,10 @@ AVX-512 BF16 EPYC, glibc 2.36, the paper's AlexNet at 227x227, batch 64, bfloat1
 benchmarks/train_throughput.py): PyTorch 38.0 images/s under the defaults, 57.5 with only the
 mmap threshold raised, 33.9 with only trimming off, 79.9 with both; Keras 121.6 and 120.9.
 PyTorch's CPU performance guide makes the same point with jemalloc or tcmalloc; these two
-variables need nothing installed. glibc reads them once, at process start.
+variables need nothing installed. glibc reads them once, at process start, and a later
+mallopt() overrides them: TensorFlow's `Dataset.from_generator` sets M_TRIM_THRESHOLD to
+128 KiB for the whole process (its log says "Memory patch applied"), so a benchmark that
+times PyTorch under these settings must not use it.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import sys
 TUNED = {"MALLOC_MMAP_THRESHOLD_": str(10**12), "MALLOC_TRIM_THRESHOLD_": str(10**12)}
 
 
-def tuned_environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """`base` (default: this process's environment) with TUNED added."""
-    return dict(os.environ if base is None else base, **TUNED)
+def environment(tuned: bool, base: dict[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: this process's environment) under TUNED, or under glibc's defaults."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in TUNED}
+    return dict(env, **TUNED) if tuned else env
 
 
 def in_effect() -> bool:
@@ -35,23 +39,5 @@ def rerun_tuned() -> None:
     if in_effect():
         return
     print("re-running under " + " ".join(f"{k}={v}" for k, v in TUNED.items()), flush=True)
-    os.execve(sys.executable, [sys.executable] + sys.argv, tuned_environment())
+    os.execve(sys.executable, [sys.executable] + sys.argv, environment(tuned=True))
 
-
-# mallopt's parameter numbers (glibc malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def reassert() -> None:
-    """Sets TUNED again through mallopt, if this process runs under it.
-
-    TensorFlow's `Dataset.from_generator` calls mallopt(M_TRIM_THRESHOLD, 128 KiB) when it
-    starts (its log says "Memory patch applied"), which turns trimming back on for the whole
-    process, PyTorch's steps included.
-    """
-    if not in_effect():
-        return
-    import ctypes
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(2**31 - 1))
-    libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(2**31 - 1))

@@ -196,11 +196,8 @@ def measure_in_subprocess(setting: str, malloc: str, args: argparse.Namespace) -
     command = [sys.executable, os.path.abspath(__file__), f"--worker={setting}",
                f"--batch_size={args.batch_size}", f"--warmup_steps={args.warmup_steps}",
                f"--steps={args.steps}"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    for name in malloc_settings.TUNED:
-        env.pop(name, None)
-    if malloc == "tuned":
-        env = malloc_settings.tuned_environment(env)
+    env = malloc_settings.environment(tuned=malloc == "tuned",
+                                      base=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     lines = [l for l in done.stdout.splitlines() if l.startswith(RESULT_PREFIX)]
     if done.returncode or not lines:
